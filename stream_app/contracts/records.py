@@ -1,0 +1,120 @@
+"""Record types of every topic (DESIGN.md, Contracts), as msgspec structs.
+
+msgspec decodes and validates raw JSON bytes in one pass in C, which is what the worker's
+hot path needs; the JSON Schema files in ``schemas/`` are generated from these classes
+(``python -m stream_app.contracts.schemas --write``) and a test fails when they drift.
+A breaking change bumps the record's ``SCHEMA_VERSION`` and writes a new schema file.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import msgspec
+
+EventType = Literal["click", "view", "like", "purchase", "rating", "comment"]
+EVENT_TYPES: tuple[str, ...] = EventType.__args__
+
+# Bounds that keep one record from hurting a worker: ids fit in a RocksDB key, text fits the
+# encoder's budget many times over, ts is epoch milliseconds before the year 5138.
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256, description="Opaque identifier.")]
+EpochMs = Annotated[int, msgspec.Meta(ge=0, le=99_999_999_999_999, description="Epoch milliseconds.")]
+Text = Annotated[str, msgspec.Meta(max_length=32_768)]
+Rating = Annotated[float, msgspec.Meta(ge=0.0, le=5.0)]
+Vector = list[float]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One user interaction; the only input of the stream (topic ``<prefix>.events``, key user_id)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    event_id: Id
+    user_id: Id
+    item_id: Id
+    type: EventType
+    ts: EpochMs
+    text: Text | None = None
+    rating: Rating | None = None
+
+    def __post_init__(self) -> None:
+        if self.type == "comment" and not self.text:
+            raise ValueError("a comment event needs a non-empty `text`")
+
+
+class Item(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A catalog entry (topic ``<prefix>.items``, key item_id, compacted; a tombstone deletes)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    item_id: Id
+    text: Text = ""
+    ts: EpochMs | None = None
+
+
+class InterestVector(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A user's refreshed interest after one event (topic ``<prefix>.vectors``, key user_id)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    user_id: Id
+    event_id: Id
+    ts: EpochMs
+    model_version: str
+    vector: Vector
+    long_term: Vector | None = None
+    short_term: Vector | None = None
+
+
+class ScoredItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    item_id: Id
+    score: float
+    because: str | None = None
+
+
+class Recommendation(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Top-K items for a user after one event (topic ``<prefix>.recommendations``, key user_id)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    user_id: Id
+    event_id: Id
+    ts: EpochMs
+    model_version: str
+    items: list[ScoredItem]
+
+
+class ModelUpdate(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A new model version in the registry (topic ``<prefix>.model-updates``, key model name)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    version: str
+    uri: str
+    sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+    created_at: str
+    metrics: dict[str, float] = {}
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An input record the stream could not use, with the reason (topic ``<prefix>.deadletter``)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    error: str
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    raw: str
+    raw_encoding: Literal["utf-8", "base64"] = "utf-8"
+
+
+RECORDS: dict[str, type[msgspec.Struct]] = {
+    "event": Event,
+    "item": Item,
+    "interest_vector": InterestVector,
+    "recommendation": Recommendation,
+    "model_update": ModelUpdate,
+    "dead_letter": DeadLetter,
+}
