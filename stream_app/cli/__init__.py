@@ -17,6 +17,12 @@ SUBCOMMANDS: dict[str, str] = {
     "tail": "stream_app.cli.tail:tail",
     "convert": "stream_app.cli.convert:convert",
     "generate": "stream_app.cli.generate:generate",
+    "train": "stream_app.cli.train:train",
+    "evaluate": "stream_app.cli.evaluate:evaluate",
+    "export": "stream_app.cli.export:export",
+    "models": "stream_app.cli.models:models",
+    "bench": "stream_app.cli.bench:bench",
+    "worker": "stream_app.cli.worker:worker",
 }
 
 
