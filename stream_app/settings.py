@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     broker_port: int = Field(9092, ge=1, le=65535, description="Port of the embedded Tansu broker.")
     run_dir: Path = Field(Path("var"), description="Directory for pid files, logs and local state.")
 
+    # Consumers
+    session_timeout_ms: int = Field(
+        10_000,
+        ge=500,
+        description="Consumer-group session timeout (ms); on Tansu a group join waits about half of it.",
+    )
+
     def kafka_config(self) -> dict[str, Any]:
         """librdkafka (confluent-kafka) client settings for this cluster."""
         conf: dict[str, Any] = {
