@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+
+from stream_app.worker.state_codec import (
+    RecentEvent,
+    StateCodecError,
+    UserState,
+    decode_state,
+    encode_state,
+)
+
+T = 384
+
+
+def _user(window: int = 32, seen: int = 100, state_dim: int = 192, seed: int = 0) -> UserState:
+    rng = np.random.default_rng(seed)
+    events = []
+    for i in range(window):
+        emb = None
+        if i % 4 == 0:
+            emb = rng.normal(size=T).astype(np.float32)
+            emb /= np.linalg.norm(emb)
+        events.append(RecentEvent(f"e-{i:08d}-ü", f"item-{i}", i % 6, -1.0 if i % 2 else 4.5, 12.5 * i, emb))
+    return UserState(
+        model_version="v20261122-140000",
+        state=rng.normal(size=state_dim).astype(np.float32),
+        last_ts=1_700_000_000_123,
+        applied=12345,
+        ids_at_last_ts=["e-00000031-ü"],
+        seen=[f"item-{i}" for i in range(seen)],
+        window=events,
+    )
+
+
+def _assert_same(a: UserState, b: UserState, emb_atol: float = 0.0) -> None:
+    assert a.model_version == b.model_version
+    np.testing.assert_array_equal(a.state, b.state)
+    assert b.state.dtype == np.float32
+    assert (a.last_ts, a.applied, a.ids_at_last_ts, a.seen) == (b.last_ts, b.applied, b.ids_at_last_ts, b.seen)
+    assert len(a.window) == len(b.window)
+    for x, y in zip(a.window, b.window, strict=True):
+        assert (x.event_id, x.item_id, x.event_type, x.has_text) == (y.event_id, y.item_id, y.event_type, y.has_text)
+        assert x.rating == y.rating and np.float32(x.gap_s) == y.gap_s
+        if x.has_text:
+            np.testing.assert_allclose(x.comment_emb, y.comment_emb, atol=emb_atol)
+
+
+def test_round_trip_keeps_every_field():
+    user = _user()
+    raw = encode_state(user)
+    assert raw[0] == 1
+    # float16 embeddings: about 1e-3 relative, far inside what a rebuilt state needs
+    _assert_same(user, decode_state(raw), emb_atol=1e-3)
+
+
+def test_empty_state_round_trips():
+    user = UserState.empty("v1", 8)
+    _assert_same(user, decode_state(encode_state(user)))
+
+
+def test_state_is_compact():
+    raw = encode_state(_user())
+    # 32-event window with 8 comments, 100 seen items, S=192: comment embeddings dominate
+    expected = 192 * 4 + 8 * T * 2
+    print(f"\nencoded user state: {len(raw)} bytes (state+embeddings {expected})")
+    assert len(raw) < expected + 3000
+
+
+def test_unknown_codec_version_fails_clearly():
+    raw = bytearray(encode_state(_user()))
+    raw[0] = 2
+    with pytest.raises(StateCodecError, match="version 2 is unknown"):
+        decode_state(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda raw: b"",
+        lambda raw: raw[:-1],
+        lambda raw: raw[: len(raw) // 2],
+        lambda raw: raw + b"\x00",
+        lambda raw: raw[:2] + b"\xff\xfe" + raw[4:],
+        lambda raw: b"\x01" + b"\xff" * 40,
+        lambda raw: b'{"json": true}',
+    ],
+)
+def test_corrupt_bytes_raise_state_codec_error(mangle):
+    with pytest.raises(StateCodecError):
+        decode_state(mangle(encode_state(_user(window=5, seen=3))))
+
+
+def test_unencodable_state_raises_state_codec_error():
+    user = _user(window=1)
+    user.model_version = "v" * 300  # longer than the u8 length prefix allows
+    with pytest.raises(StateCodecError):
+        encode_state(user)
+
+
+def test_every_truncation_is_detected():
+    raw = encode_state(_user(window=6, seen=4, state_dim=16))
+    for n in range(len(raw)):
+        with pytest.raises(StateCodecError):
+            decode_state(raw[:n])
