@@ -12,8 +12,11 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-EventType = Literal["click", "view", "like", "purchase", "rating", "comment"]
-EVENT_TYPES: tuple[str, ...] = EventType.__args__
+# The interactions a model steps on, in the index order of the step graph's `event_type` input.
+InteractionType = Literal["click", "view", "like", "purchase", "rating", "comment"]
+EVENT_TYPES: tuple[str, ...] = InteractionType.__args__
+# `forget` deletes the user's state and outputs (right to erasure); its item_id is ignored.
+EventType = Literal[InteractionType, "forget"]
 
 # Bounds that keep one record from hurting a worker: ids fit in a RocksDB key, text fits the
 # encoder's budget many times over, ts is epoch milliseconds before the year 5138.
