@@ -1,0 +1,207 @@
+"""Interest model: a stepwise long/short-term recurrent user model and an item tower (nanoGPT style).
+
+One event updates a user's packed state ``[B, S]``:
+
+- features = item vector ⊕ event-type embedding ⊕ projected comment embedding (× has-text) ⊕ has-text
+  ⊕ centred rating ⊕ has-rating ⊕ log time gap; all computed inside ``step`` from raw values, so
+  ``step`` is exactly the bundle's ``step.onnx`` signature (docs/model-interface.md);
+- short-term path: an LSTM cell over the features;
+- long-term path: a debiased moving average with a learned, per-dimension, input-dependent rate
+  (the rate can depend on the gap and the event, so the summary moves slowly unless an event says
+  otherwise); the average is kept as (sum, mass) so a new user's first event is not shrunk to zero;
+- a learned gate mixes both into the interest vector. Score = dot(interest, item vector).
+
+State layout ``[h (H) | c (H) | ema (L) | mass (L)]``; zeros = a user never seen. The sequence
+forward loops over the same ``step`` so training and serving cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.datasets.records import EVENT_TYPES
+
+# A gap of about a year (3e7 s) maps to ~1.0 after log1p.
+LOG_GAP_SCALE = 1.0 / math.log1p(3e7)
+
+
+@dataclass
+class ModelConfig:
+    n_items: int = 0  # rows of the learned id table (items seen in training)
+    text_dim: int = 384  # comment/item text embedding size (encoder output)
+    dim: int = 64  # D: item, interest, long- and short-term vectors
+    hidden: int = 128  # H: short-term LSTM cell
+    long_dim: int = 64  # L: long-term moving average
+    type_dim: int = 8
+    comment_dim: int = 32  # comment embedding projected to this size before the cell
+    dropout: float = 0.2
+    n_event_types: int = len(EVENT_TYPES)
+    # ablation switches; off means the path/input is absent from the graph, not just zeroed data
+    use_comment_text: bool = True
+    use_long_term: bool = True
+    use_item_text: bool = True
+    # comment encoder the embeddings come from (the export bundles it)
+    encoder_path: str = ""
+    encoder_max_length: int = 128
+
+    @classmethod
+    def tiny(cls, n_items: int, text_dim: int = 384, **overrides) -> ModelConfig:
+        """Seconds to train and export on a CPU; for tests."""
+        base = {"dim": 16, "hidden": 32, "long_dim": 16, "type_dim": 4, "comment_dim": 8, "dropout": 0.0}
+        return cls(n_items=n_items, text_dim=text_dim, **{**base, **overrides})
+
+    @property
+    def state_dim(self) -> int:
+        return 2 * self.hidden + 2 * self.long_dim
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class InterestModel(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg = config
+        # item tower
+        self.item_id = nn.Embedding(cfg.n_items, cfg.dim)
+        nn.init.normal_(self.item_id.weight, std=0.02)
+        self.item_text = nn.Sequential(nn.Linear(cfg.text_dim, cfg.dim), nn.Tanh(), nn.Linear(cfg.dim, cfg.dim))
+        # text embeddings of the id table rows, and which rows have a trained id embedding
+        # (the text embeddings live in the checkpoint's item_text_emb.npy, not in the state_dict)
+        self.register_buffer("item_text_emb", torch.zeros(cfg.n_items, cfg.text_dim), persistent=False)
+        self.register_buffer("item_has_id", torch.ones(cfg.n_items))
+        # event features
+        self.event_type = nn.Embedding(cfg.n_event_types, cfg.type_dim)
+        self.comment = nn.Linear(cfg.text_dim, cfg.comment_dim)
+        n_in = cfg.dim + cfg.type_dim + cfg.comment_dim + 4  # + has_text, rating, has_rating, log gap
+        self.drop = nn.Dropout(cfg.dropout)
+        # short-term path
+        self.cell = nn.LSTMCell(n_in, cfg.hidden)
+        self.short_out = nn.Linear(cfg.hidden, cfg.dim)
+        # long-term path and gate
+        self.long_rate = nn.Linear(n_in, cfg.long_dim)
+        nn.init.constant_(self.long_rate.bias, -2.0)  # start slow: rate ~0.12
+        self.long_in = nn.Linear(n_in, cfg.long_dim)
+        self.long_out = nn.Linear(cfg.long_dim, cfg.dim)
+        self.gate = nn.Linear(cfg.hidden + cfg.long_dim + n_in, cfg.dim)
+
+    # ---- item tower ------------------------------------------------------------------------
+    def item_tower(self, text_emb: torch.Tensor) -> torch.Tensor:
+        """Text-only item vectors ``[N, D]`` (items that arrive after training); ``item_tower.onnx``."""
+        if not self.config.use_item_text:
+            return torch.zeros(text_emb.shape[0], self.config.dim, dtype=text_emb.dtype, device=text_emb.device)
+        return self.item_text(text_emb)
+
+    def item_vectors(self) -> torch.Tensor:
+        """The item table ``[n_items, D]``: id embedding (where trained) + text projection."""
+        return self.item_id.weight * self.item_has_id.unsqueeze(-1) + self.item_tower(self.item_text_emb)
+
+    # ---- one event -------------------------------------------------------------------------
+    def unpack(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        hid, long = self.config.hidden, self.config.long_dim
+        return state[:, :hid], state[:, hid : 2 * hid], state[:, 2 * hid : 2 * hid + long], state[:, 2 * hid + long :]
+
+    def features(
+        self,
+        item_vec: torch.Tensor,
+        event_type: torch.Tensor,
+        comment_emb: torch.Tensor,
+        has_text: torch.Tensor,
+        rating: torch.Tensor,
+        gap_s: torch.Tensor,
+    ) -> torch.Tensor:
+        has_text = has_text.unsqueeze(-1)
+        if not self.config.use_comment_text:
+            has_text = has_text * 0.0  # multiplied, not dropped, so the input stays in an exported graph
+        comment = self.comment(comment_emb) * has_text
+        has_rating = (rating >= 0).to(item_vec.dtype).unsqueeze(-1)
+        centred = (rating.unsqueeze(-1) - 3.0) / 2.0 * has_rating
+        log_gap = torch.log1p(gap_s.clamp(min=0.0)).unsqueeze(-1) * LOG_GAP_SCALE
+        parts = [item_vec, self.event_type(event_type), comment, has_text, centred, has_rating, log_gap]
+        return self.drop(torch.cat(parts, dim=-1))
+
+    def step(
+        self,
+        state: torch.Tensor,
+        item_vec: torch.Tensor,
+        event_type: torch.Tensor,
+        comment_emb: torch.Tensor,
+        has_text: torch.Tensor,
+        rating: torch.Tensor,
+        gap_s: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One event per user -> (new_state, interest, long_term, short_term); the ``step.onnx`` graph."""
+        h, c, ema, mass = self.unpack(state)
+        x = self.features(item_vec, event_type, comment_emb, has_text, rating, gap_s)
+        h, c = self.cell(x, (h, c))
+        short = self.short_out(self.drop(h))
+        if self.config.use_long_term:
+            rate = torch.sigmoid(self.long_rate(x))
+            ema = ema + rate * (torch.tanh(self.long_in(x)) - ema)
+            mass = mass + rate * (1.0 - mass)
+            summary = ema / mass.clamp(min=1e-6)
+            long = self.long_out(summary)
+            gate = torch.sigmoid(self.gate(torch.cat([h, summary, x], dim=-1)))
+            interest = gate * short + (1.0 - gate) * long
+        else:
+            long = torch.zeros_like(short)
+            interest = short
+        return torch.cat([h, c, ema, mass], dim=-1), interest, long, short
+
+    # ---- sequences ---------------------------------------------------------------------------
+    def initial_state(self, batch: int) -> torch.Tensor:
+        return torch.zeros(batch, self.config.state_dim, device=self.item_id.weight.device)
+
+    def run(
+        self,
+        state: torch.Tensor | None,
+        item_vecs: torch.Tensor,
+        items: torch.Tensor,
+        event_type: torch.Tensor,
+        comment_emb: torch.Tensor,
+        has_text: torch.Tensor,
+        rating: torch.Tensor,
+        gap_s: torch.Tensor,
+        valid: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step through ``[B, T]`` events (item rows index ``item_vecs``); -> (interest [B, T, D], final state).
+
+        Where ``valid[b, t]`` is false (padding) the state is carried over unchanged.
+        """
+        batch, steps = items.shape
+        state = self.initial_state(batch) if state is None else state
+        interests = []
+        for t in range(steps):
+            new_state, interest, _, _ = self.step(
+                state, item_vecs[items[:, t]], event_type[:, t], comment_emb[:, t], has_text[:, t], rating[:, t],
+                gap_s[:, t],
+            )  # fmt: skip
+            state = new_state if valid is None else torch.where(valid[:, t : t + 1], new_state, state)
+            interests.append(interest)
+        return torch.stack(interests, dim=1), state
+
+    def forward(
+        self,
+        items: torch.Tensor,
+        event_type: torch.Tensor,
+        comment_emb: torch.Tensor,
+        has_text: torch.Tensor,
+        rating: torch.Tensor,
+        gap_s: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        state: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scores ``[B, T, n_items]`` of the next item after each event, and the full-softmax loss
+        over ``targets`` (item rows, -1 = no target) when given."""
+        item_vecs = self.item_vectors()
+        interest, _ = self.run(state, item_vecs, items, event_type, comment_emb, has_text, rating, gap_s)
+        scores = interest @ item_vecs.T
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(scores.flatten(0, 1), targets.flatten(), ignore_index=-1)
+        return scores, loss
