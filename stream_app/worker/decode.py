@@ -1,0 +1,102 @@
+"""Stage 1 of the hot path: raw event records -> validated events, forget requests, dead letters."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from stream_app.contracts import ContractError, DeadLetter, Event, decode_event
+
+FORGET = "forget"
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One consumed record, whatever its bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A valid event (``type == "forget"`` or a tombstone: delete the user) and the record it came from."""
+
+    user_id: str
+    record: RawRecord
+    event: Event | None  # None: a tombstone on the events topic
+
+    @property
+    def is_forget(self) -> bool:
+        return self.event is None or self.event.type == FORGET
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    key: bytes | None
+    letter: DeadLetter
+
+
+def dead_letter(record: RawRecord, reason: str, error: str) -> Rejected:
+    """The dead-letter record of ``record``: raw bytes as text when they are UTF-8, base64 otherwise."""
+    raw = record.value or b""
+    try:
+        text, encoding = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    letter = DeadLetter(
+        error=error,
+        reason=reason,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        raw=text,
+        raw_encoding=encoding,
+    )
+    return Rejected(record.key, letter)
+
+
+def decode_records(records: list[RawRecord]) -> tuple[list[Incoming], list[Rejected]]:
+    """Validate every record; keep the good ones in order.
+
+    The record key must be the event's user_id: the key picks the partition, and a user's state
+    lives in the partition of its events, so an event under another key would fork the state.
+    """
+    accepted: list[Incoming] = []
+    rejected: list[Rejected] = []
+    for record in records:
+        if record.value is None:
+            if record.key:
+                try:
+                    accepted.append(Incoming(record.key.decode("utf-8"), record, None))
+                    continue
+                except UnicodeDecodeError:
+                    pass
+            rejected.append(dead_letter(record, "empty", "tombstone without a valid user_id key"))
+            continue
+        try:
+            event = decode_event(record.value)
+        except ContractError as exc:
+            rejected.append(dead_letter(record, exc.reason, str(exc)))
+            continue
+        except UnicodeDecodeError as exc:  # msgspec raises it for invalid UTF-8 inside a JSON string
+            rejected.append(dead_letter(record, "encoding", f"event: not valid UTF-8 ({exc})"))
+            continue
+        if record.key is None or record.key != event.user_id.encode("utf-8"):
+            rejected.append(
+                dead_letter(record, "key", f"record key {record.key!r} is not the event's user_id {event.user_id!r}")
+            )
+            continue
+        accepted.append(Incoming(event.user_id, record, event))
+    return accepted, rejected
+
+
+def group_by_user(incoming: list[Incoming]) -> dict[str, list[Incoming]]:
+    """user_id -> that user's records in arrival (= partition) order."""
+    groups: dict[str, list[Incoming]] = {}
+    for item in incoming:
+        groups.setdefault(item.user_id, []).append(item)
+    return groups

@@ -1,0 +1,150 @@
+"""Item index: every recommendable item's vector under the serving model, and top-K over all of them.
+
+The bundle's item table comes first (trained id embedding + text projection); catalog items from
+the items topic that the bundle does not know are embedded from their text (comment encoder, then
+the item tower). A tombstone makes an item unrecommendable but keeps its vector, because events on
+it may still arrive and need a step input. One index belongs to one model version: a hot-swap
+builds a new one from the new runtime and the catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+class ItemEmbedder(Protocol):
+    """What the index needs of ``export.runtime.ModelRuntime``."""
+
+    item_ids: list[str]
+    item_matrix: np.ndarray
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+    def item_vectors(self, text_emb: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class Catalog:
+    """What the items topic said so far: texts of live items, ids of deleted ones."""
+
+    texts: dict[str, str] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+
+    def apply(self, item_id: str, text: str | None) -> None:
+        """``text`` None: a tombstone."""
+        if text is None:
+            self.texts.pop(item_id, None)
+            self.removed.add(item_id)
+        else:
+            self.texts[item_id] = text
+            self.removed.discard(item_id)
+
+
+class ItemIndex:
+    def __init__(self, ids: Sequence[str], matrix: np.ndarray) -> None:
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[0] != len(ids):
+            raise ValueError(f"item matrix {matrix.shape} does not match {len(ids)} ids")
+        self.ids: list[str] = list(ids)
+        self.row_of: dict[str, int] = {item: i for i, item in enumerate(self.ids)}
+        self._matrix = matrix.copy()
+        self._alive = np.ones(len(self.ids), dtype=bool)
+
+    @classmethod
+    def for_model(cls, embedder: ItemEmbedder, catalog: Catalog) -> ItemIndex:
+        index = cls(embedder.item_ids, embedder.item_matrix)
+        index.apply_catalog(embedder, catalog.texts, catalog.removed)
+        return index
+
+    @property
+    def dim(self) -> int:
+        return self._matrix.shape[1]
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return self._matrix[: len(self.ids)]
+
+    def __len__(self) -> int:
+        return int(self._alive[: len(self.ids)].sum())
+
+    def is_alive(self, item_id: str) -> bool:
+        row = self.row_of.get(item_id)
+        return row is not None and bool(self._alive[row])
+
+    def apply_catalog(self, embedder: ItemEmbedder, upserts: Mapping[str, str], removed: Iterable[str] = ()) -> int:
+        """Catalog changes from the items topic; embeds the texts of items the index lacks and returns
+        how many. Known items keep their vector (the bundle's trained one beats a text-only one)."""
+        new = [item for item in upserts if item not in self.row_of]
+        vectors = embedder.item_vectors(embedder.encode([upserts[item] for item in new])) if new else None
+        self.upsert(upserts, vectors, new)
+        self.remove(removed)
+        return len(new)
+
+    def upsert(self, ids: Iterable[str], vectors: np.ndarray | None = None, new: Sequence[str] = ()) -> None:
+        """Make ``ids`` recommendable; ``new`` (a subset, not yet in the index) get rows of ``vectors``."""
+        for item in ids:
+            row = self.row_of.get(item)
+            if row is not None:
+                self._alive[row] = True
+        if new:
+            self._append(list(new), np.asarray(vectors, dtype=np.float32))
+
+    def remove(self, ids: Iterable[str]) -> None:
+        for item in ids:
+            row = self.row_of.get(item)
+            if row is not None:
+                self._alive[row] = False
+
+    def _append(self, ids: list[str], vectors: np.ndarray) -> None:
+        n, need = len(self.ids), len(self.ids) + len(ids)
+        if need > self._matrix.shape[0]:
+            capacity = max(need, 2 * self._matrix.shape[0], 64)
+            grown = np.zeros((capacity, self.dim), dtype=np.float32)
+            grown[:n] = self._matrix[:n]
+            alive = np.zeros(capacity, dtype=bool)
+            alive[:n] = self._alive[:n]
+            self._matrix, self._alive = grown, alive
+        self._matrix[n:need] = vectors
+        self._alive[n:need] = True
+        for i, item in enumerate(ids, start=n):
+            self.row_of[item] = i
+        self.ids.extend(ids)
+
+    def vectors(self, item_ids: Sequence[str]) -> np.ndarray:
+        """[n, D] step inputs; an item the index has never heard of gets a zero vector."""
+        out = np.zeros((len(item_ids), self.dim), dtype=np.float32)
+        rows = [self.row_of.get(item, -1) for item in item_ids]
+        known = np.fromiter((r >= 0 for r in rows), dtype=bool, count=len(rows))
+        out[known] = self._matrix[np.asarray(rows)[known]]
+        return out
+
+    def rows(self, item_ids: Iterable[str]) -> list[int]:
+        return [row for row in map(self.row_of.get, item_ids) if row is not None]
+
+    def top_k(self, queries: np.ndarray, exclude: Sequence[Iterable[str]], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` live items for each query row by dot product, minus that row's excluded ids.
+
+        Returns (rows [E, k] int64, scores [E, k] float32), best first; a slot with no item left
+        has row -1 and score -inf.
+        """
+        n = len(self.ids)
+        scores = np.asarray(queries, dtype=np.float32) @ self._matrix[:n].T
+        scores[:, ~self._alive[:n]] = -np.inf
+        for r, items in enumerate(exclude):
+            excluded = self.rows(items)
+            if excluded:
+                scores[r, excluded] = -np.inf
+        k = min(k, n)
+        if k == 0:
+            empty = np.zeros((len(scores), 0))
+            return empty.astype(np.int64), empty.astype(np.float32)
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(scores), 1))
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        top_scores = np.take_along_axis(top_scores, order, axis=1)
+        top[np.isneginf(top_scores)] = -1
+        return top, top_scores

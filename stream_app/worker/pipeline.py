@@ -1,0 +1,398 @@
+"""One micro-batch through the hot path: decode -> dedupe -> encode -> step -> rank -> records.
+
+``process_batch`` is a plain function of the raw records, a state lookup and the serving model; it
+returns what to write (user states per partition) and what to emit (vectors, recommendations,
+tombstones, dead letters), so the Faust agent only moves bytes. Events of one user are applied in
+order: the step runs in waves, wave k holding every user's k-th action, each wave one batched
+ONNX call. A state written by another model version is first rebuilt by replaying its recent
+window on the serving model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from stream_app import topics
+from stream_app.contracts import EVENT_TYPES, Event, InterestVector, Recommendation, ScoredItem, encode
+from stream_app.worker.decode import Incoming, RawRecord, Rejected, dead_letter, decode_records, group_by_user
+from stream_app.worker.dedupe import Verdict, advance_mark, classify
+from stream_app.worker.item_index import ItemEmbedder, ItemIndex
+from stream_app.worker.state_codec import NO_TS, RecentEvent, StateCodecError, UserState, decode_state, encode_state
+from stream_app.worker.trending import Trending
+
+log = logging.getLogger(__name__)
+TYPE_INDEX = {name: i for i, name in enumerate(EVENT_TYPES)}
+
+
+class StepOutput(Protocol):
+    new_state: np.ndarray
+    interest: np.ndarray
+    long_term: np.ndarray
+    short_term: np.ndarray
+
+
+class Runtime(ItemEmbedder, Protocol):
+    """What the hot path needs of ``export.runtime.ModelRuntime``."""
+
+    version: str
+    text_dim: int
+    dim: int
+    state_dim: int
+
+    def step(self, state, item_vec, event_type, comment_emb, has_text, rating, gap_s) -> StepOutput: ...
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The model that serves right now and its item index; a hot-swap replaces the whole object."""
+
+    runtime: Runtime
+    index: ItemIndex
+
+    @property
+    def version(self) -> str:
+        return self.runtime.version
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    top_k: int = 10
+    lateness_ms: int = 86_400_000
+    window: int = 32
+    seen: int = 100
+    max_ids_at_ts: int = 256
+    cold_start_events: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    kind: str  # topics.VECTORS / RECOMMENDATIONS / DEADLETTER
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class StateWrite:
+    user_id: str
+    partition: int
+    value: bytes | None  # None: delete
+
+
+@dataclass
+class BatchResult:
+    outputs: list[Output] = field(default_factory=list)
+    writes: list[StateWrite] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+    dead_letter_reasons: Counter = field(default_factory=Counter)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Step:
+    """One step of one user: a new ``event``, or (``event`` None) a replay of ``recent`` from the window."""
+
+    owner: UserState  # the state this step advances (a forget mid-batch starts a new one)
+    recent: RecentEvent | None = None
+    event: Event | None = None
+    text: str | None = None
+    gap_s: float = 0.0
+    applied: int = 0  # the owner's applied-event count after this step
+    text_slot: int = -1
+
+
+_FORGET = object()
+
+
+@dataclass(slots=True)
+class _Emitted:
+    """A stepped new event, waiting for its recommendations."""
+
+    user_id: str
+    event: Event
+    interest: np.ndarray
+    long_term: np.ndarray
+    short_term: np.ndarray
+    seen: list[str]
+    window: list[tuple[str, str]]  # (event_id, item_id) of the window after this event
+    cold: bool
+
+
+@dataclass(slots=True)
+class _User:
+    user_id: str
+    partition: int
+    state: UserState | None
+    actions: list = field(default_factory=list)  # _Step or _FORGET, in order
+    outputs: list = field(default_factory=list)  # Output or _Emitted, in order
+    dirty: bool = False
+
+
+def _rating(event: Event) -> float:
+    return -1.0 if event.rating is None else float(event.rating)
+
+
+def _load(users: dict[str, list[Incoming]], load_state, serving: Serving, result: BatchResult) -> list[_User]:
+    loaded = []
+    for user_id, items in users.items():
+        partition = items[0].record.partition
+        raw = load_state(user_id, partition)
+        state = None
+        if raw is not None:
+            try:
+                state = decode_state(raw)
+            except StateCodecError as exc:
+                log.error("user %r: unreadable state, starting it afresh: %s", user_id, exc)
+                result.counts["state_corrupt"] += 1
+        loaded.append(_User(user_id, partition, state))
+    return loaded
+
+
+def _plan(user: _User, items: list[Incoming], serving: Serving, config: PipelineConfig, result: BatchResult) -> None:
+    """Dedupe the user's events in order and list the steps to run (window replays first)."""
+    state = user.state
+    if state is not None and (
+        state.model_version != serving.version or state.state.shape != (serving.runtime.state_dim,)
+    ):
+        # Rebuild: replay the window on the serving model from a zero state.
+        result.counts["rebuilt"] += 1
+        user.actions.extend(_Step(state, recent) for recent in state.window)
+        state.model_version = serving.version
+        state.state = np.zeros(serving.runtime.state_dim, dtype=np.float32)
+        user.dirty = True
+    for item in items:
+        event = item.event
+        verdict = Verdict.APPLY if event is None or state is None else classify(state, event, config.lateness_ms)
+        if verdict is Verdict.DUPLICATE:
+            result.counts["duplicates"] += 1
+            continue
+        if verdict is Verdict.LATE:
+            user.outputs.append(_dead_letter_output(dead_letter(item.record, "late", _late_error(event, state))))
+            result.dead_letter_reasons["late"] += 1
+            continue
+        user.dirty = True
+        if item.is_forget:
+            result.counts["forgets"] += 1
+            user.actions.append(_FORGET)
+            state = None
+            continue
+        if state is None:
+            state = UserState.empty(serving.version, serving.runtime.state_dim)
+        gap = 0.0 if state.last_ts == NO_TS else (event.ts - state.last_ts) / 1000.0
+        advance_mark(state, event, config.max_ids_at_ts)
+        state.applied += 1
+        user.actions.append(_Step(state, None, event, event.text or None, gap, state.applied))
+        result.counts["applied"] += 1
+    user.state = state
+
+
+def _late_error(event: Event, state: UserState) -> str:
+    return f"event ts {event.ts} is more than the allowed lateness behind the user's newest event ts {state.last_ts}"
+
+
+def _dead_letter_output(rejected: Rejected) -> Output:
+    return Output(topics.DEADLETTER, rejected.key, encode(rejected.letter))
+
+
+def _run_waves(users: list[_User], serving: Serving, config: PipelineConfig, embs: np.ndarray) -> list[_Emitted]:
+    """Run every user's actions in order, one batched step per wave; returns the new events' results."""
+    rt, index = serving.runtime, serving.index
+    emitted: list[_Emitted] = []
+    depth = max((len(user.actions) for user in users), default=0)
+    for k in range(depth):
+        wave: list[tuple[_User, _Step]] = []
+        for user in users:
+            if k >= len(user.actions):
+                continue
+            action = user.actions[k]
+            if action is _FORGET:
+                key = user.user_id.encode()
+                user.outputs += [Output(topics.VECTORS, key, None), Output(topics.RECOMMENDATIONS, key, None)]
+            else:
+                wave.append((user, action))
+        if not wave:
+            continue
+        steps = [s for _, s in wave]
+        n = len(steps)
+        comment = np.zeros((n, rt.text_dim), dtype=np.float32)
+        has_text = np.zeros(n, dtype=np.float32)
+        for i, s in enumerate(steps):
+            if s.recent is not None and s.recent.comment_emb is not None:
+                comment[i], has_text[i] = s.recent.comment_emb, 1.0
+            elif s.text_slot >= 0:
+                comment[i], has_text[i] = embs[s.text_slot], 1.0
+        replay = [s.recent for s in steps]
+        out = rt.step(
+            np.stack([s.owner.state for s in steps]).astype(np.float32, copy=False),
+            index.vectors([r.item_id if r else s.event.item_id for r, s in zip(replay, steps, strict=True)]),
+            np.array(
+                [r.event_type if r else TYPE_INDEX[s.event.type] for r, s in zip(replay, steps, strict=True)],
+                dtype=np.int64,
+            ),
+            comment,
+            has_text,
+            np.array(
+                [r.rating if r else _rating(s.event) for r, s in zip(replay, steps, strict=True)], dtype=np.float32
+            ),
+            np.array([r.gap_s if r else s.gap_s for r, s in zip(replay, steps, strict=True)], dtype=np.float32),
+        )
+        new_state = np.asarray(out.new_state, dtype=np.float32)
+        for i, (user, s) in enumerate(wave):
+            s.owner.state = new_state[i].copy()
+            if s.event is None:
+                continue
+            recent = RecentEvent(
+                s.event.event_id,
+                s.event.item_id,
+                TYPE_INDEX[s.event.type],
+                _rating(s.event),
+                s.gap_s,
+                comment[i].copy() if has_text[i] else None,
+            )
+            _remember(s.owner, recent, config)
+            e = _Emitted(
+                user.user_id,
+                s.event,
+                out.interest[i],
+                out.long_term[i],
+                out.short_term[i],
+                list(s.owner.seen),
+                [(w.event_id, w.item_id) for w in s.owner.window],
+                cold=s.applied < config.cold_start_events,
+            )
+            user.outputs.append(e)
+            emitted.append(e)
+    return emitted
+
+
+def _remember(state: UserState, recent: RecentEvent, config: PipelineConfig) -> None:
+    state.window.append(recent)
+    del state.window[: -config.window]
+    if recent.item_id in state.seen:
+        state.seen.remove(recent.item_id)
+    state.seen.append(recent.item_id)
+    del state.seen[: -config.seen]
+
+
+def _rank(
+    emitted: list[_Emitted], serving: Serving, trending: Trending, config: PipelineConfig
+) -> dict[int, list[ScoredItem]]:
+    index = serving.index
+    warm = [e for e in emitted if not e.cold]
+    ranked: dict[int, list[ScoredItem]] = {}
+    if warm:
+        rows, scores = index.top_k(np.stack([e.interest for e in warm]), [e.seen for e in warm], config.top_k)
+        matrix = index.matrix
+        for e, top_rows, top_scores in zip(warm, rows, scores, strict=True):
+            top_rows = top_rows[top_rows >= 0]
+            ranked[id(e)] = _with_because(e, top_rows, top_scores, index, matrix)
+    for e in emitted:
+        if e.cold:
+            ranked[id(e)] = [
+                ScoredItem(item_id=item, score=score)
+                for item, score in trending.top(config.top_k, e.seen, index.is_alive)
+            ]
+    return ranked
+
+
+def _with_because(e: _Emitted, rows: np.ndarray, scores: np.ndarray, index: ItemIndex, matrix) -> list[ScoredItem]:
+    """Name, for each recommended item, the recent event whose item vector is most similar to it."""
+    known = [
+        (event_id, row)
+        for event_id, row in ((eid, index.row_of.get(item)) for eid, item in e.window)
+        if row is not None
+    ]
+    because: list[str | None] = [None] * len(rows)
+    if known and len(rows):
+        support = matrix[[row for _, row in known]] @ matrix[rows].T  # [W, K]
+        because = [known[j][0] for j in support.argmax(axis=0)]
+    return [
+        ScoredItem(item_id=index.ids[row], score=float(score), because=b)
+        for row, score, b in zip(rows.tolist(), scores.tolist(), because, strict=False)
+    ]
+
+
+def process_batch(
+    records: Sequence[RawRecord],
+    load_state: Callable[[str, int], bytes | None],
+    serving: Serving,
+    trending: Trending,
+    config: PipelineConfig,
+) -> BatchResult:
+    result = BatchResult()
+    clock = time.perf_counter
+    t0 = clock()
+    accepted, rejected = decode_records(list(records))
+    result.counts["in"] = len(records)
+    for r in rejected:
+        result.dead_letter_reasons[r.letter.reason] += 1
+    groups = group_by_user(accepted)
+    t1 = clock()
+    users = _load(groups, load_state, serving, result)
+    t2 = clock()
+    for user in users:
+        _plan(user, groups[user.user_id], serving, config, result)
+    texts: list[str] = []
+    for user in users:
+        for action in user.actions:
+            if action is not _FORGET and action.text is not None:
+                action.text_slot = len(texts)
+                texts.append(action.text)
+    t3 = clock()
+    embs = serving.runtime.encode(texts) if texts else np.zeros((0, serving.runtime.text_dim), dtype=np.float32)
+    t4 = clock()
+    emitted = _run_waves(users, serving, config, embs)
+    t5 = clock()
+    new = [e.event for e in emitted]
+    trending.add([ev.item_id for ev in new], [ev.ts for ev in new])
+    recommendations = _rank(emitted, serving, trending, config)
+    t6 = clock()
+    _serialize(users, recommendations, serving.version, result)
+    result.outputs.extend(_dead_letter_output(r) for r in rejected)
+    result.counts["late"] = result.dead_letter_reasons["late"]
+    result.counts["emitted"] = len(emitted)
+    result.timings = {
+        "decode": t1 - t0,
+        "load": t2 - t1,
+        "dedupe": t3 - t2,
+        "encode": t4 - t3,
+        "step": t5 - t4,
+        "rank": t6 - t5,
+        "serialize": clock() - t6,
+    }
+    return result
+
+
+def _serialize(users: list[_User], recs: dict[int, list[ScoredItem]], version: str, result: BatchResult) -> None:
+    for user in users:
+        key = user.user_id.encode()
+        for out in user.outputs:
+            if isinstance(out, Output):
+                result.outputs.append(out)
+                continue
+            ev = out.event
+            vector = InterestVector(
+                user_id=user.user_id,
+                event_id=ev.event_id,
+                ts=ev.ts,
+                model_version=version,
+                vector=out.interest.tolist(),
+                long_term=out.long_term.tolist(),
+                short_term=out.short_term.tolist(),
+            )
+            rec = Recommendation(
+                user_id=user.user_id, event_id=ev.event_id, ts=ev.ts, model_version=version, items=recs[id(out)]
+            )
+            result.outputs += [
+                Output(topics.VECTORS, key, encode(vector)),
+                Output(topics.RECOMMENDATIONS, key, encode(rec)),
+            ]
+        if user.dirty:
+            value = encode_state(user.state) if user.state is not None else None
+            result.writes.append(StateWrite(user.user_id, user.partition, value))

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from stream_app.worker.item_index import Catalog, ItemIndex
+from stream_app.worker.trending import Trending
+
+
+def test_top_k_ranks_the_whole_catalog_minus_seen():
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(500, 16)).astype(np.float32)
+    index = ItemIndex([f"i{n}" for n in range(500)], matrix)
+    queries = rng.normal(size=(3, 16)).astype(np.float32)
+    seen = [["i1", "i2"], [], ["nope"]]
+    rows, scores = index.top_k(queries, seen, 10)
+    full = queries @ matrix.T
+    for r in range(3):
+        excluded = {int(s[1:]) for s in seen[r] if s != "nope"}
+        expected = [i for i in np.argsort(-full[r]) if i not in excluded][:10]
+        assert rows[r].tolist() == expected
+        np.testing.assert_allclose(scores[r], full[r, expected], rtol=1e-6)
+
+
+def test_top_k_with_fewer_items_than_k_pads_with_minus_one():
+    index = ItemIndex(["a", "b", "c"], np.eye(3, dtype=np.float32))
+    rows, scores = index.top_k(np.array([[0.0, 1.0, 0.5]], dtype=np.float32), [["b"]], 5)
+    assert rows.tolist() == [[2, 0, -1]]
+    assert np.isneginf(scores[0, 2])
+
+
+def test_upserts_add_rows_and_tombstones_remove():
+    index = ItemIndex(["a", "b", "c", "d"], np.eye(4, dtype=np.float32))
+    index.upsert(["new", "b"], np.array([[5, 1, 0, 0]], dtype=np.float32), new=["new"])
+    index.remove(["c", "never-heard-of"])
+    assert index.ids == ["a", "b", "c", "d", "new"]
+    np.testing.assert_array_equal(index.vectors(["new", "b", "unknown"]), [[5, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]])
+    assert not index.is_alive("c") and index.is_alive("new") and len(index) == 4
+    rows, _ = index.top_k(np.array([[0, 0, 10, 0]], dtype=np.float32), [[]], 5)
+    assert "c" not in [index.ids[r] for r in rows[0] if r >= 0]
+    # a removed item still steps with its vector
+    np.testing.assert_array_equal(index.vectors(["c"]), [[0, 0, 1, 0]])
+    many = [f"x{i}" for i in range(100)]
+    index.upsert(many, np.arange(400, dtype=np.float32).reshape(100, 4), new=many)
+    assert len(index.ids) == 105
+    np.testing.assert_array_equal(index.vectors(["x7"]), [[28, 29, 30, 31]])
+    index.upsert(["c"])
+    assert index.is_alive("c")
+
+
+def test_catalog_remembers_texts_and_removals():
+    catalog = Catalog()
+    catalog.apply("x", "text")
+    catalog.apply("y", None)
+    catalog.apply("y", "back")
+    catalog.apply("x", None)
+    assert catalog.texts == {"y": "back"} and catalog.removed == {"x"}
+
+
+def test_mismatched_table_is_rejected():
+    with pytest.raises(ValueError):
+        ItemIndex(["a"], np.zeros((2, 3), dtype=np.float32))
+
+
+def test_trending_decays_with_event_time():
+    trending = Trending(half_life_s=60)
+    trending.add(["old"] * 4, [0] * 4)
+    trending.add(["new"] * 3, [120_000] * 3)  # two half-lives later: old counts 4 / 4 = 1
+    top = trending.top(5)
+    assert [item for item, _ in top] == ["new", "old"]
+    assert top[0][1] == pytest.approx(3.0) and top[1][1] == pytest.approx(1.0)
+    assert trending.top(5, exclude=["new"]) == [("old", pytest.approx(1.0))]
+    assert trending.top(5, allowed=lambda item: item != "old") == [("new", pytest.approx(3.0))]
+    # a late event counts decayed to the clock
+    trending.add(["late"], [60_000])
+    assert dict(trending.top(5))["late"] == pytest.approx(0.5)
