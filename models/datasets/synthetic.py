@@ -5,17 +5,19 @@ an item's text is built from its topic's own vocabulary, e.g. "Waterproof hiking
 rocky alpine terrain. Packs down small for the trailhead." Within a topic, item popularity follows
 a Zipf law, so a user's next item is predictable from the topic alone.
 
-Users: each has a stable long-term topic mix (1-3 core topics with Dirichlet weights, none below
-half its even share, plus a small uniform leak over all topics) and browses in sessions. A core
-session keeps mostly to one topic drawn from the mix; a burst session (``burst_rate`` of
-sessions) is a run of 3-12 interactions on one non-core topic. For ``current_burst_fraction`` of
-users the stream ends in a burst of 5-12 events on a non-core topic (their ``current_burst``);
-every other user's stream ends in a core session. An interaction with an item is a view or click,
-sometimes followed by a like, purchase or comment. Each user hides a like or dislike of every item
-they touch (``dislike_rate`` dislikes): disliked items are never liked or purchased, and their
-comments are negative ("Broke after two days, returning it.", rating 1-2) where liked items get
-positive ones ("Great ..., buying another.", rating 4-5). Timestamps increase per user: seconds
-between events on one item, about a minute between items, hours to days between sessions.
+Users: each has 1-3 core topics with Dirichlet weights (none below half its even share) and
+browses in sessions. A core session picks one core topic by those weights and keeps to it for
+``session_focus`` of its interactions, the rest on uniformly random topics; ``topic_mix`` in the
+truth is exactly the resulting expected topic share. A burst session (``burst_rate`` of sessions,
+while bursts stay under ``burst_budget`` of the user's events) is a run of 3-12 interactions on one
+non-core topic. For ``current_burst_fraction`` of users the stream ends in a burst of 5-12 events
+on a non-core topic (their ``current_burst``); every other user's stream ends in a core session.
+An interaction with an item is a view or click, sometimes followed by a like, purchase or comment.
+Each user hides a like or dislike of every item they touch (``dislike_rate`` dislikes): disliked
+items are never liked or purchased, and their comments are negative ("Broke after two days,
+returning it.", rating 1-2) where liked items get positive ones ("Great ..., buying another.",
+rating 4-5). Timestamps increase per user: seconds between events on one item, about a minute
+between items, hours to days between sessions.
 
 Formats (what ``generate`` returns and ``istream generate`` writes):
 
@@ -54,9 +56,9 @@ class StreamShape:
     """Knobs of the planted structure; the defaults give a strong, clean signal."""
 
     topics: int = 12
-    leak: float = 0.05  # share of a user's mix spread uniformly over all topics
-    session_focus: float = 0.85  # chance an interaction in a core session stays on the session's topic
-    burst_rate: float = 0.12  # share of earlier sessions that are bursts of a non-core topic
+    session_focus: float = 0.9  # chance an interaction in a core session is on the session's topic, else any topic
+    burst_rate: float = 0.12  # chance an earlier session is a burst of a non-core topic ...
+    burst_budget: float = 0.15  # ... while earlier bursts stay under this share of the user's events
     current_burst_fraction: float = 0.5  # share of users whose stream ends in a burst
     dislike_rate: float = 0.15
     popularity_exponent: float = 1.0  # Zipf exponent of item popularity within a topic
@@ -65,8 +67,9 @@ class StreamShape:
 @dataclass
 class _User:
     user_id: str
-    mix: np.ndarray
-    core: list[int]
+    mix: np.ndarray  # expected topic shares of core sessions
+    core: list[int]  # heaviest first
+    core_weights: np.ndarray  # session-topic probabilities over ``core``
     current_burst: int | None
     opinions: dict[int, bool]  # item index -> disliked
 
@@ -100,13 +103,14 @@ class _Catalog:
 def _make_user(user_id: str, n_topics: int, shape: StreamShape, rng: np.random.Generator) -> _User:
     n_core = int(rng.choice([1, 2, 3], p=[0.3, 0.4, 0.3]))
     core = rng.choice(n_topics, size=n_core, replace=False)
-    mix = np.full(n_topics, shape.leak / n_topics)
     # half the weight split evenly, half by Dirichlet: no core topic falls below half its even share
-    core_weights = 0.5 / n_core + 0.5 * rng.dirichlet(np.full(n_core, 2.0))
-    mix[core] += (1.0 - shape.leak) * core_weights
-    ordered = [int(t) for t in core[np.argsort(-mix[core], kind="stable")]]
-    burst = int(rng.choice(_non_core(n_topics, ordered))) if rng.random() < shape.current_burst_fraction else None
-    return _User(user_id, mix, ordered, burst, {})
+    weights = 0.5 / n_core + 0.5 * rng.dirichlet(np.full(n_core, 2.0))
+    order = np.argsort(-weights, kind="stable")
+    core, weights = [int(t) for t in core[order]], weights[order]
+    mix = np.full(n_topics, (1.0 - shape.session_focus) / n_topics)
+    mix[core] += shape.session_focus * weights
+    burst = int(rng.choice(_non_core(n_topics, core))) if rng.random() < shape.current_burst_fraction else None
+    return _User(user_id, mix, core, weights, burst, {})
 
 
 def _non_core(n_topics: int, core: list[int]) -> np.ndarray:
@@ -140,14 +144,11 @@ def _interaction(
 
 
 def _session_topics(user: _User, length: int, burst: int | None, shape: StreamShape, rng: np.random.Generator):
-    """Topic of each interaction of one session: all ``burst`` if given, else mostly one topic from the mix."""
+    """Topic of each interaction of one session: all ``burst`` if given, else mostly one core topic."""
     if burst is not None:
         return [burst] * length
-    focus = int(rng.choice(len(user.mix), p=user.mix))
-    return [
-        focus if rng.random() < shape.session_focus else int(rng.choice(len(user.mix), p=user.mix))
-        for _ in range(length)
-    ]
+    focus = user.core[rng.choice(len(user.core), p=user.core_weights)]
+    return [focus if rng.random() < shape.session_focus else int(rng.integers(len(user.mix))) for _ in range(length)]
 
 
 def _user_stream(
@@ -159,6 +160,7 @@ def _user_stream(
     if tail < 3:  # too few events for a burst to be visible
         user.current_burst, tail = None, 0
     body_target = n_events - tail
+    burst_room = int(shape.burst_budget * body_target)
     events: list[tuple[int, str, str | None, float | None, int]] = []
     ts = START_MS + int(rng.integers(0, 7 * DAY_MS))
     while len(events) < n_events:
@@ -167,10 +169,13 @@ def _user_stream(
             burst, length = user.current_burst, tail
         else:
             length = int(rng.integers(3, 13))
-            # a session that would run into the end of the body stays core, so non-burst users end on core topics
-            is_burst = len(events) + 2 * length < body_target and rng.random() < shape.burst_rate
+            # An interaction is 1-3 events. Bursts keep 10 events clear of the body's end, so a user
+            # without a current burst ends on core topics.
+            fits = 3 * length <= min(burst_room, body_target - len(events) - 10)
+            is_burst = fits and rng.random() < shape.burst_rate
             burst = int(rng.choice(_non_core(n_topics, user.core))) if is_burst else None
         limit = n_events if in_tail else body_target
+        session_start = len(events)
         for topic in _session_topics(user, length, burst, shape, rng):
             item = catalog.pick(topic, rng)
             for event_no, (it, kind, text, rating) in enumerate(_interaction(user, item, catalog, shape, rng)):
@@ -184,6 +189,8 @@ def _user_stream(
                 events.append((it, kind, text, rating, ts))
             if len(events) >= limit:
                 break
+        if burst is not None and not in_tail:
+            burst_room -= len(events) - session_start
         ts += min(int(rng.lognormal(np.log(6 * HOUR_MS), 1.2)), 14 * DAY_MS)
     return events
 
