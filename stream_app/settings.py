@@ -55,6 +55,30 @@ class Settings(BaseSettings):
         description="Consumer-group session timeout (ms); on Tansu a group join waits about half of it.",
     )
 
+    # Model registry
+    registry_dir: Path = Field(Path("var/registry"), description="Model registry: one folder per version and CURRENT.")
+
+    # Worker (`istream worker`)
+    worker_app_id: str | None = Field(
+        None, description="Faust app id = consumer group and changelog prefix (default `<prefix>-worker`)."
+    )
+    worker_data_dir: Path | None = Field(None, description="Local RocksDB state (default `<run_dir>/worker`).")
+    worker_web_port: int = Field(6066, ge=0, le=65535, description="Worker web port, serves /metrics; 0 = off.")
+    worker_batch_size: int = Field(500, ge=1, description="Most events the worker processes in one micro-batch.")
+    worker_batch_ms: int = Field(50, ge=1, description="Longest wait (ms) for a micro-batch to fill.")
+    worker_commit_interval_s: float = Field(2.8, gt=0, description="Seconds between offset commits.")
+    top_k: int = Field(10, ge=1, description="Recommendations per update.")
+    lateness_ms: int = Field(
+        86_400_000, ge=0, description="Events older than the user's newest by more than this go to dead-letter."
+    )
+    state_window: int = Field(32, ge=1, le=65535, description="Recent events kept per user to rebuild its state.")
+    seen_items: int = Field(100, ge=0, le=65535, description="Recently seen items kept per user (not recommended).")
+    cold_start_events: int = Field(
+        2, ge=0, description="Users with fewer applied events get trending items instead of model scores."
+    )
+    trending_half_life_s: float = Field(3600.0, gt=0, description="Half-life (event time) of trending popularity.")
+    model_poll_s: float = Field(2.0, gt=0, description="Seconds between checks of the registry's CURRENT pointer.")
+
     def kafka_config(self) -> dict[str, Any]:
         """librdkafka (confluent-kafka) client settings for this cluster."""
         conf: dict[str, Any] = {
