@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "ISTREAM_"
@@ -57,6 +57,23 @@ class Settings(BaseSettings):
 
     # Model registry
     registry_dir: Path = Field(Path("var/registry"), description="Model registry: one folder per version and CURRENT.")
+    bundle_signing_key: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key: export signs bundles; loading refuses unsigned or wrongly signed ones."
+    )
+
+    # ONNX Runtime (export/sessions.py)
+    ort_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto = CUDA when a GPU is present and its provider loads, else CPU."
+    )
+    ort_intra_op_threads: int = Field(0, ge=0, description="Threads inside one ONNX Runtime operator (0 = per core).")
+    ort_inter_op_threads: int = Field(0, ge=0, description="Threads across independent operators (0 = ORT default).")
+    ort_graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
+        "all", description="ONNX Runtime graph optimization level."
+    )
+    encoder_precision: Literal["auto", "fp32", "int8"] = Field(
+        "auto", description="Comment encoder: auto = the bundle's int8 encoder on CPU when it has one, else fp32."
+    )
+    encode_batch_size: int = Field(32, ge=1, description="Comments per encoder run (grouped by length to cut padding).")
 
     # Worker (`istream worker`)
     worker_app_id: str | None = Field(
