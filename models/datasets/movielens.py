@@ -36,8 +36,7 @@ def _rows(path: Path, columns: tuple[str, ...], progress: bool) -> Iterator[tupl
             missing = [c for c in columns if c not in (reader.fieldnames or ())]
             if missing:
                 raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(columns)}")
-            for row in tqdm(reader, desc=path.name, unit=" rows", disable=not progress):
-                yield reader.line_num - 1, row
+            yield from enumerate(tqdm(reader, desc=path.name, unit=" rows", disable=not progress), 1)
     except OSError as exc:
         raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
     except (csv.Error, UnicodeDecodeError) as exc:

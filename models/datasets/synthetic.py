@@ -216,15 +216,23 @@ def generate(
     counts = floor + rng.multinomial(events - floor * users, rng.dirichlet(np.full(users, 2.0)))
 
     rows = []
+    disliked: dict[str, list[str]] = {}
     for user, n_events in zip(people, counts, strict=True):
-        for item, kind, text, rating, ts in _user_stream(user, int(n_events), catalog, shape, rng):
-            rows.append((ts, user.user_id, item, kind, text, rating))
+        stream = _user_stream(user, int(n_events), catalog, shape, rng)
+        rows.extend((ts, user.user_id, item, kind, text, rating) for item, kind, text, rating, ts in stream)
+        # only items the emitted events show (an interaction cut at the stream's end may not)
+        disliked[user.user_id] = sorted(item_ids[i] for i in {row[0] for row in stream} if user.opinions[i])
     rows.sort(key=lambda r: (r[0], r[1]))
 
     event_dicts = []
     for position, (ts, user_id, item, kind, text, rating) in enumerate(rows):
-        event = {"event_id": f"syn{seed}-{position}", "user_id": user_id, "item_id": item_ids[item], "type": kind}
-        event["ts"] = ts
+        event = {
+            "event_id": f"syn{seed}-{position}",
+            "user_id": user_id,
+            "item_id": item_ids[item],
+            "type": kind,
+            "ts": ts,
+        }
         if text is not None:
             event["text"] = text
             event["rating"] = rating
@@ -239,7 +247,7 @@ def generate(
                 "topic_mix": [round(float(w), 6) for w in user.mix],
                 "long_term_topics": user.core,
                 "current_burst": user.current_burst,
-                "disliked_items": sorted(item_ids[i] for i, disliked in user.opinions.items() if disliked),
+                "disliked_items": disliked[user.user_id],
             }
             for user in people
         },

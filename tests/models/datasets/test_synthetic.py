@@ -119,7 +119,12 @@ def test_comment_sentiment_and_ratings_follow_hidden_dislikes(stream):
             assert (event["rating"] <= 2) if hates else (event["rating"] >= 4)
             counts[sign] += 1
     assert counts["neg"] > 50 and counts["pos"] > 200
-    assert sum(len(v) for v in disliked.values()) > 0
+    seen = defaultdict(set)
+    for event in events:
+        seen[event["user_id"]].add(event["item_id"])
+    assert all(disliked[u] <= seen[u] for u in disliked)  # only items the user's events show
+    share = sum(map(len, disliked.values())) / sum(map(len, seen.values()))
+    assert share == pytest.approx(StreamShape().dislike_rate, abs=0.05)
 
 
 def test_item_texts_separate_topics(stream):
