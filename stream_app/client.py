@@ -1,0 +1,324 @@
+"""Python client API for services around the stream (no torch, no Faust).
+
+``EventProducer`` validates every event (and catalog item) against the contracts before it
+reaches Kafka and sends plain JSON keyed by user id (items: by item id), so any Kafka tool reads
+the topics. ``RecordConsumer`` reads any topic back as typed records (``InterestVector``,
+``Recommendation``, ...), either as a consumer group or, without a group, by reading every
+partition directly (no group join, no committed offsets: what ``istream tail`` does).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, Producer, TopicPartition
+
+from stream_app import topics
+from stream_app.contracts import (
+    ContractError,
+    DeadLetter,
+    Event,
+    InterestVector,
+    Item,
+    ModelUpdate,
+    Recommendation,
+    decode_event,
+    decode_item,
+    encode,
+)
+from stream_app.exceptions import InterestStreamError
+from stream_app.settings import Settings
+
+R = TypeVar("R", bound=msgspec.Struct)
+
+RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
+    topics.EVENTS: Event,
+    topics.ITEMS: Item,
+    topics.VECTORS: InterestVector,
+    topics.RECOMMENDATIONS: Recommendation,
+    topics.MODEL_UPDATES: ModelUpdate,
+    topics.DEADLETTER: DeadLetter,
+}
+
+# Throughput-minded defaults; any key can be overridden with ``EventProducer(config=...)``.
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "linger.ms": 20,
+    "batch.num.messages": 10_000,
+    "compression.type": "lz4",
+    "acks": "all",
+    # Java clients' default partitioner: a user's events land on the same partition whichever
+    # client (Java, kcat, this one) produced them. librdkafka's own default (CRC32) would differ.
+    "partitioner": "murmur2_random",
+}
+MAX_ERRORS_KEPT = 20
+encode_json = msgspec.json.Encoder().encode
+
+
+class ClientError(InterestStreamError):
+    """A record could not be delivered to or read from Kafka."""
+
+
+def resolve_topic(settings: Settings, topic: str) -> str:
+    """A short kind (``events``, ``recommendations``, ...) becomes ``<prefix>.<kind>``; other names pass."""
+    return topics.topic_name(settings.topic_prefix, topic) if topic in topics.ALL else topic
+
+
+def as_event(event: Event | dict | bytes | str) -> Event:
+    """A validated ``Event`` from a struct, a dict or raw JSON; ``ContractError`` otherwise."""
+    if isinstance(event, Event):
+        return event
+    if isinstance(event, dict):
+        try:
+            return msgspec.convert(event, Event)
+        except msgspec.ValidationError as exc:
+            raise ContractError("schema", f"event: {exc}") from None
+    return decode_event(event)
+
+
+def as_item(item: Item | dict | bytes | str) -> Item:
+    """A validated ``Item`` from a struct, a dict or raw JSON; ``ContractError`` otherwise."""
+    if isinstance(item, Item):
+        return item
+    if isinstance(item, dict):
+        try:
+            return msgspec.convert(item, Item)
+        except msgspec.ValidationError as exc:
+            raise ContractError("schema", f"item: {exc}") from None
+    return decode_item(item)
+
+
+@dataclass
+class DeliveryStats:
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class EventProducer:
+    """Validating, batching producer of events (key user_id) and catalog items (key item_id).
+
+    ``send`` raises ``ContractError`` for an invalid event before anything is sent. Delivery is
+    asynchronous; ``flush``/``close`` wait for the reports and ``close`` raises ``ClientError``
+    if any record was not delivered. ``stats`` counts sent, delivered and failed records.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        topic: str = topics.EVENTS,
+        items_topic: str = topics.ITEMS,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.topic = resolve_topic(settings, topic)
+        self.items_topic = resolve_topic(settings, items_topic)
+        self.stats = DeliveryStats()
+        self._producer = Producer({**settings.kafka_config(), **PRODUCER_DEFAULTS, **(config or {})})
+
+    def send(self, event: Event | dict | bytes | str) -> Event:
+        """Validate and enqueue one event; returns the validated ``Event``."""
+        record = as_event(event)
+        self._produce(self.topic, record.user_id, encode(record))
+        return record
+
+    def send_item(self, item: Item | dict | bytes | str) -> Item:
+        """Validate and enqueue one catalog item; returns the validated ``Item``."""
+        record = as_item(item)
+        self._produce(self.items_topic, record.item_id, encode(record))
+        return record
+
+    def _produce(self, topic: str, key: str, value: bytes) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key.encode(), on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                # Local queue full: serve delivery reports until there is room.
+                self._producer.poll(0.1)
+        self.stats.sent += 1
+        self._producer.poll(0)
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self.stats.delivered += 1
+            return
+        self.stats.failed += 1
+        if len(self.stats.errors) < MAX_ERRORS_KEPT:
+            self.stats.errors.append(f"{msg.topic()}: {err.str()}")
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait for outstanding deliveries; returns how many are still in flight."""
+        return self._producer.flush(timeout)
+
+    def close(self, timeout: float = 30.0) -> DeliveryStats:
+        """Flush, then raise ``ClientError`` unless every record sent was delivered."""
+        pending = self.flush(timeout)
+        if pending or self.stats.failed:
+            raise ClientError(
+                f"{self.stats.failed} record(s) failed and {pending} undelivered after {timeout:.0f}s "
+                f"(first errors: {'; '.join(self.stats.errors[:3]) or 'timeout'}); is the broker reachable?"
+            )
+        return self.stats
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.flush()
+
+
+class RecordConsumer(Generic[R]):
+    """Typed reader of one topic.
+
+    With ``group_id`` it joins that consumer group (offsets committed, partitions shared with the
+    group's other members). Without, it reads every partition itself from the beginning or the
+    end (``from_beginning``) and commits nothing. ``record_type`` defaults to the contract of the
+    topic kind (``recommendations`` -> ``Recommendation``); other topics yield raw values (bytes).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        *,
+        record_type: type[R] | None = None,
+        group_id: str | None = None,
+        from_beginning: bool = False,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.topic = resolve_topic(settings, topic)
+        if record_type is None:
+            record_type = RECORD_TYPES.get(topic.removeprefix(f"{settings.topic_prefix}."))
+        self._decoder = msgspec.json.Decoder(record_type) if record_type is not None else None
+        conf: dict[str, Any] = {
+            **settings.kafka_config(),
+            "group.id": group_id or "istream-reader",
+            "enable.auto.commit": group_id is not None,
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+            "session.timeout.ms": settings.session_timeout_ms,
+            "heartbeat.interval.ms": max(100, settings.session_timeout_ms // 4),
+            **(config or {}),
+        }
+        self._consumer = Consumer(conf)
+        if group_id is not None:
+            self._consumer.subscribe([self.topic])
+        else:
+            self._consumer.assign(self._partitions(OFFSET_BEGINNING if from_beginning else OFFSET_END))
+
+    def _partitions(self, offset: int) -> list[TopicPartition]:
+        metadata = self._consumer.list_topics(self.topic, timeout=10)
+        meta = metadata.topics.get(self.topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            self._consumer.close()
+            raise ClientError(f"topic {self.topic} does not exist; create it with `istream topics create`")
+        return [TopicPartition(self.topic, p, offset) for p in sorted(meta.partitions)]
+
+    def messages(self, max_records: int | None = None, timeout: float | None = None) -> Iterator[Message]:
+        """Raw messages until ``max_records`` were read or no message came for ``timeout`` seconds
+        (``None``: wait forever)."""
+        count = 0
+        idle_since = time.monotonic()
+        while max_records is None or count < max_records:
+            msg = self._consumer.poll(0.2)
+            if msg is None:
+                if timeout is not None and time.monotonic() - idle_since >= timeout:
+                    return
+                continue
+            if msg.error() is not None:
+                raise ClientError(f"reading {self.topic}: {msg.error().str()}")
+            idle_since = time.monotonic()
+            count += 1
+            yield msg
+
+    def records(self, max_records: int | None = None, timeout: float | None = None) -> Iterator[R | bytes | None]:
+        """Decoded records (``None`` for a tombstone); ``ContractError`` names a record that does not decode."""
+        for msg in self.messages(max_records, timeout):
+            value = msg.value()
+            if value is None or self._decoder is None:
+                yield value
+                continue
+            try:
+                yield self._decoder.decode(value)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise ContractError(
+                    "schema", f"{self.topic}[{msg.partition()}]@{msg.offset()} does not decode: {exc}"
+                ) from None
+
+    def __iter__(self) -> Iterator[R | bytes | None]:
+        return self.records()
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> RecordConsumer[R]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def message_json(msg: Message) -> bytes:
+    """A message's value as one line of compact JSON (tombstones and non-JSON values wrapped)."""
+    value = msg.value()
+    if value is not None:
+        try:
+            return msgspec.json.format(value, indent=0)
+        except msgspec.DecodeError:
+            pass
+    key = msg.key().decode("utf-8", "replace") if msg.key() is not None else None
+    if value is None:
+        return encode_json({"key": key, "value": None})
+    return encode_json({"key": key, "raw": value.decode("utf-8", "replace")})
+
+
+@dataclass(frozen=True)
+class InvalidLine:
+    line: int
+    error: str
+
+
+def scan_jsonl(path: Path, decode) -> Iterator[tuple[int, msgspec.Struct | ContractError]]:
+    """``(line number, record or ContractError)`` for every non-blank line of a JSONL file."""
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, decode(line)
+            except ContractError as exc:
+                yield number, exc
+
+
+def invalid_lines(path: Path, decode) -> tuple[int, list[InvalidLine]]:
+    """How many records of the file are valid, and every invalid line."""
+    valid, invalid = 0, []
+    for number, record in scan_jsonl(path, decode):
+        if isinstance(record, ContractError):
+            invalid.append(InvalidLine(number, str(record)))
+        else:
+            valid += 1
+    return valid, invalid
+
+
+def valid_records(path: Path, decode) -> Iterator[msgspec.Struct]:
+    return (record for _, record in scan_jsonl(path, decode) if not isinstance(record, ContractError))
+
+
+def paced(records: Iterable[R], rate: float | None) -> Iterator[R]:
+    """Yield at most ``rate`` records per second on average (``None``: as fast as possible)."""
+    start = time.monotonic()
+    for index, record in enumerate(records):
+        if rate:
+            ahead = start + index / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        yield record
