@@ -12,6 +12,7 @@ from stream_app.settings import Settings
 from stream_app.topics import topic_specs
 
 TIMEOUT_S = 30.0
+REACH_HINT = "is the cluster reachable and allowing this? (--bootstrap, KAFKA_BOOTSTRAP_SERVERS, ISTREAM_SASL_*)"
 
 
 class AdminError(InterestStreamError):
@@ -44,7 +45,7 @@ def create_topics(settings: Settings, timeout: float = TIMEOUT_S) -> CreateRepor
             error: KafkaError = exc.args[0]
             if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise AdminError(
-                    f"creating topic {name} on {settings.bootstrap_servers} failed: {error.str()}"
+                    f"creating topic {name} on {settings.bootstrap_servers} failed: {error.str()}; {REACH_HINT}"
                 ) from None
             report.existing.append(name)
     return report
@@ -55,7 +56,7 @@ def list_topics(settings: Settings, timeout: float = TIMEOUT_S) -> dict[str, int
     try:
         metadata = admin_client(settings).list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise AdminError(f"no answer from {settings.bootstrap_servers}: {exc.args[0].str()}") from None
+        raise AdminError(f"no answer from {settings.bootstrap_servers}: {exc.args[0].str()}; {REACH_HINT}") from None
     return {name: len(t.partitions) for name, t in sorted(metadata.topics.items()) if not name.startswith("__")}
 
 

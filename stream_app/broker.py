@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,8 +159,9 @@ def start_broker(
 
 
 def run_foreground(host: str, port: int, on_ready=None) -> int:
-    """Run the broker until it exits or Ctrl-C; ``on_ready(bootstrap)`` is called once it answers."""
-    broker = start_broker(host, port)
+    """Run the broker until it exits or Ctrl-C; ``on_ready(bootstrap)`` is called once it answers.
+    Its own output goes to our stderr, so stdout carries only what ``on_ready`` prints."""
+    broker = start_broker(host, port, log=sys.stderr)
     try:
         if on_ready is not None:
             on_ready(broker.bootstrap)
