@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,6 +40,7 @@ from pathlib import Path
 import pytest
 
 from stream_app import topics as topic_kinds
+from stream_app.cli.common import istream_argv
 from stream_app.settings import Settings
 
 SESSION_TIMEOUT_MS = 1000
@@ -100,13 +100,6 @@ def consumer_config(broker_bootstrap: str, group_id: str) -> dict[str, object]:
     }
 
 
-def _istream_command() -> list[str]:
-    script = Path(sys.executable).with_name("istream")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from stream_app.cli import main; main()"]
-
-
 @pytest.fixture
 def istream(settings: Settings) -> Callable[..., subprocess.CompletedProcess]:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("ISTREAM_", "KAFKA_"))}
@@ -123,7 +116,7 @@ def istream(settings: Settings) -> Callable[..., subprocess.CompletedProcess]:
         *args: str | os.PathLike, input: str | None = None, timeout: float = 60, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [*_istream_command(), *map(str, args)],
+            [*istream_argv(), *map(str, args)],
             input=input,
             capture_output=True,
             text=True,

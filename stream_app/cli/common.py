@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -11,6 +13,14 @@ from pydantic import ValidationError
 
 from stream_app.exceptions import InterestStreamError
 from stream_app.settings import Settings
+
+
+def istream_argv() -> list[str]:
+    """Command line that runs `istream` with this interpreter (its console script when installed)."""
+    script = Path(sys.executable).with_name("istream")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from stream_app.cli import main; main()"]
 
 
 def make_settings(**overrides: Any) -> Settings:

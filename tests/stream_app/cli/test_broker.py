@@ -7,6 +7,7 @@ import psutil
 import pytest
 
 from stream_app.broker import free_port, port_is_free
+from stream_app.cli.common import istream_argv
 
 pytestmark = pytest.mark.integration
 
@@ -64,10 +65,8 @@ def test_stop_never_kills_a_process_that_is_not_our_broker(istream, settings):
 
 
 def test_foreground_broker_prints_its_address_and_stops_on_ctrl_c(port, settings):
-    from tests.conftest import _istream_command
-
     process = subprocess.Popen(
-        [*_istream_command(), "broker", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*istream_argv(), "broker", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         assert process.stdout.readline().strip() == f"127.0.0.1:{port}"
