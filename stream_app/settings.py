@@ -96,6 +96,20 @@ class Settings(BaseSettings):
     trending_half_life_s: float = Field(3600.0, gt=0, description="Half-life (event time) of trending popularity.")
     model_poll_s: float = Field(2.0, gt=0, description="Seconds between checks of the registry's CURRENT pointer.")
 
+    # Fine-tune job (`istream finetune`)
+    finetune_window_s: float = Field(86_400.0, gt=0, description="How far back (broker time) the job reads events.")
+    finetune_replay_fraction: float = Field(
+        0.3, ge=0, lt=1, description="Share of each fine-tune's training events drawn from the replay sample."
+    )
+    finetune_margin: float = Field(
+        0.0, description="Publish only when the challenger's NDCG@10 >= the champion's + this margin."
+    )
+    finetune_attempts: int = Field(5, ge=1, description="Tries of each Kafka call before the fine-tune job gives up.")
+    finetune_backoff_s: float = Field(1.0, gt=0, description="First wait between Kafka tries; doubles each time.")
+    finetune_kafka_timeout_s: float = Field(
+        10.0, gt=0, description="Timeout of one Kafka request of the fine-tune job (metadata, offsets, delivery)."
+    )
+
     def kafka_config(self) -> dict[str, Any]:
         """librdkafka (confluent-kafka) client settings for this cluster."""
         conf: dict[str, Any] = {
