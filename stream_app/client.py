@@ -71,7 +71,8 @@ def resolve_topic(settings: Settings, topic: str) -> str:
 def as_event(event: Event | dict | bytes | str) -> Event:
     """A validated ``Event`` from a struct, a dict or raw JSON; ``ContractError`` otherwise."""
     if isinstance(event, Event):
-        return event
+        # msgspec checks constraints only when decoding, not in the constructor.
+        return decode_event(encode(event))
     if isinstance(event, dict):
         try:
             return msgspec.convert(event, Event)
@@ -83,7 +84,7 @@ def as_event(event: Event | dict | bytes | str) -> Event:
 def as_item(item: Item | dict | bytes | str) -> Item:
     """A validated ``Item`` from a struct, a dict or raw JSON; ``ContractError`` otherwise."""
     if isinstance(item, Item):
-        return item
+        return decode_item(encode(item))
     if isinstance(item, dict):
         try:
             return msgspec.convert(item, Item)

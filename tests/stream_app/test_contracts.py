@@ -100,6 +100,11 @@ def test_dict_events_are_validated_like_raw_bytes():
         as_event({**VALID, "type": "comment"})
 
 
+def test_constructed_events_are_validated_too():
+    with pytest.raises(ContractError, match=">= 0"):
+        as_event(Event(event_id="e", user_id="u", item_id="i", type="click", ts=-1))
+
+
 def test_items_decode_and_reject():
     assert decode_item(b'{"item_id": "i1", "text": "Boots"}') == Item(item_id="i1", text="Boots")
     with pytest.raises(ContractError):
