@@ -9,6 +9,7 @@ partition directly (no group join, no committed offsets: what ``istream tail`` d
 
 from __future__ import annotations
 
+import gzip
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -288,8 +289,8 @@ class InvalidLine:
 
 
 def scan_jsonl(path: Path, decode) -> Iterator[tuple[int, msgspec.Struct | ContractError]]:
-    """``(line number, record or ContractError)`` for every non-blank line of a JSONL file."""
-    with open(path, "rb") as fh:
+    """``(line number, record or ContractError)`` for every non-blank line of a JSONL file (``.gz``: gzipped)."""
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue

@@ -24,6 +24,9 @@ Per test
                                    ``settings``, other ``ISTREAM_*``/``KAFKA_*`` variables removed;
                                    ``env`` adds or overrides variables.
 
+Every folder under tests/ is a package (has an ``__init__.py``), so test modules may share
+basenames across folders and ``tests/stream_app`` never shadows the real ``stream_app``.
+
 Constants (``from tests.conftest import SESSION_TIMEOUT_MS``)
     ``SESSION_TIMEOUT_MS``         Tansu makes a consumer-group join wait about half the session
                                    timeout, so tests use 1 s instead of the usual 10-45 s.

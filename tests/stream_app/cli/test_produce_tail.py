@@ -1,4 +1,5 @@
 import csv
+import gzip
 import itertools
 import json
 from pathlib import Path
@@ -85,6 +86,15 @@ def test_an_invalid_items_file_stops_everything(settings, topics, istream, tmp_p
     result = istream("produce", events_file, "--items", items_file)
     assert result.returncode != 0 and f"{items_file}:2: item:" in result.stderr
     assert read_back(settings, "events", 1) == []
+
+
+def test_gzipped_files_are_read(settings, topics, istream, tmp_path):
+    path = tmp_path / "events.jsonl.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write(json.dumps(event(1)) + "\n" + json.dumps(event(2)) + "\n")
+    result = istream("produce", path)
+    assert result.returncode == 0, result.stderr
+    assert len(read_back(settings, "events", 3)) == 2
 
 
 def test_produce_to_a_named_topic_at_a_rate(settings, topics, istream, tmp_path):
