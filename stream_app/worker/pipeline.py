@@ -173,7 +173,7 @@ def _plan(user: _User, items: list[Incoming], serving: Serving, config: Pipeline
             result.counts["duplicates"] += 1
             continue
         if verdict is Verdict.LATE:
-            user.outputs.append(_dead_letter_output(dead_letter(item.record, "late", _late_error(event, state))))
+            user.outputs.append(dead_letter_output(dead_letter(item.record, "late", _late_error(event, state))))
             result.dead_letter_reasons["late"] += 1
             continue
         user.dirty = True
@@ -196,7 +196,8 @@ def _late_error(event: Event, state: UserState) -> str:
     return f"event ts {event.ts} is more than the allowed lateness behind the user's newest event ts {state.last_ts}"
 
 
-def _dead_letter_output(rejected: Rejected) -> Output:
+def dead_letter_output(rejected: Rejected) -> Output:
+    """The dead-letter topic record of a rejected input record."""
     return Output(topics.DEADLETTER, rejected.key, encode(rejected.letter))
 
 
@@ -354,7 +355,7 @@ def process_batch(
     recommendations = _rank(emitted, serving, trending, config)
     t6 = clock()
     _serialize(users, recommendations, serving.version, result)
-    result.outputs.extend(_dead_letter_output(r) for r in rejected)
+    result.outputs.extend(dead_letter_output(r) for r in rejected)
     result.counts["late"] = result.dead_letter_reasons["late"]
     result.counts["emitted"] = len(emitted)
     result.timings = {

@@ -1,0 +1,181 @@
+"""Helpers of the worker tests: real worker subprocesses, raw Kafka I/O, event streams, and the
+offline stepwise reference (one event at a time through the same bundle's runtime)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import numpy as np
+from confluent_kafka import Message, Producer
+
+from stream_app.client import RecordConsumer
+from stream_app.contracts import EVENT_TYPES, Event
+from stream_app.settings import Settings
+from stream_app.worker.state_codec import UserState, decode_state
+
+WORKER_READY_S = 90.0
+
+
+def produce(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    producer = Producer({**settings.kafka_config(), "linger.ms": 5, "partitioner": "murmur2_random"})
+    for key, value in records:
+        producer.produce(topic, value=value, key=key)
+    assert producer.flush(30) == 0
+
+
+def produce_events(settings: Settings, topic: str, events: list[Event]) -> None:
+    produce(settings, topic, [(e.user_id.encode(), msgspec.json.encode(e)) for e in events])
+
+
+def read_topic(settings: Settings, topic: str, expect: int, timeout: float = 60.0, idle: float = 3.0) -> list[Message]:
+    """Every message of ``topic`` from the beginning; waits until ``expect`` arrived (then ``idle``
+    seconds more, to catch any extra) or ``timeout``."""
+    out: list[Message] = []
+    deadline = time.monotonic() + timeout
+    with RecordConsumer(settings, topic, from_beginning=True) as consumer:
+        while time.monotonic() < deadline:
+            wait = idle if len(out) >= expect else 1.0
+            batch = list(consumer.messages(timeout=wait))
+            out.extend(batch)
+            if not batch and len(out) >= expect:
+                break
+    return out
+
+
+def final_states(settings: Settings, changelog: str, timeout: float = 30.0) -> dict[str, tuple[int, UserState | None]]:
+    """user_id -> (changelog partition, last state written) from the worker's changelog topic."""
+    states: dict[str, tuple[int, UserState | None]] = {}
+    for msg in read_topic(settings, changelog, expect=1, timeout=timeout, idle=2.0):
+        value = msg.value()
+        states[msg.key().decode()] = (msg.partition(), decode_state(value) if value is not None else None)
+    return states
+
+
+def changelog_topic(settings: Settings) -> str:
+    return f"{settings.worker_app_id or settings.topic_prefix + '-worker'}-user_to_state-changelog"
+
+
+def make_events(
+    item_ids: list[str], n_users: int, per_user: int, seed: int, t0: int = 1_700_000_000_000
+) -> list[Event]:
+    """Interleaved users with increasing timestamps (some ties), comments, ratings, unknown items."""
+    rng = np.random.default_rng(seed)
+    events = []
+    clocks = dict.fromkeys(range(n_users), t0)
+    order = np.repeat(np.arange(n_users), per_user)
+    rng.shuffle(order)
+    for n, u in enumerate(order.tolist()):
+        clocks[u] += int(rng.choice([0, 1_000, 60_000, 3_600_000]))
+        kind = EVENT_TYPES[int(rng.integers(len(EVENT_TYPES)))]
+        item = item_ids[int(rng.integers(len(item_ids)))] if rng.random() > 0.05 else f"unknown-{n}"
+        events.append(
+            Event(
+                event_id=f"e{seed}-{n}",
+                user_id=f"user-{u}",
+                item_id=item,
+                type=kind,
+                ts=clocks[u],
+                text=f"comment {n} about {item}, quite {rng.choice(['good', 'bad', 'long'])}"
+                if kind == "comment"
+                else None,
+                rating=float(rng.integers(0, 6)) if kind == "rating" else None,
+            )
+        )
+    return events
+
+
+@dataclass
+class Reference:
+    interest: dict[str, np.ndarray]  # event_id -> interest vector
+    states: dict[str, np.ndarray]  # user_id -> final packed state
+
+
+def stepwise_reference(runtime, events: list[Event]) -> Reference:
+    """Each user's events applied one at a time (batch of one) through the runtime."""
+    rows = {item: i for i, item in enumerate(runtime.item_ids)}
+    states: dict[str, np.ndarray] = {}
+    last_ts: dict[str, int] = {}
+    interest: dict[str, np.ndarray] = {}
+    for e in events:
+        state = states.get(e.user_id, np.zeros(runtime.state_dim, dtype=np.float32))
+        item = runtime.item_matrix[rows[e.item_id]] if e.item_id in rows else np.zeros(runtime.dim, np.float32)
+        comment = runtime.encode([e.text]) if e.text else np.zeros((1, runtime.text_dim), np.float32)
+        gap = (e.ts - last_ts[e.user_id]) / 1000.0 if e.user_id in last_ts else 0.0
+        out = runtime.step(
+            state[None],
+            item[None].astype(np.float32),
+            np.array([EVENT_TYPES.index(e.type)], dtype=np.int64),
+            comment.astype(np.float32),
+            np.array([1.0 if e.text else 0.0], dtype=np.float32),
+            np.array([-1.0 if e.rating is None else e.rating], dtype=np.float32),
+            np.array([gap], dtype=np.float32),
+        )
+        states[e.user_id] = out.new_state[0]
+        last_ts[e.user_id] = e.ts
+        interest[e.event_id] = out.interest[0]
+    return Reference(interest, states)
+
+
+class WorkerProcess:
+    """``istream worker`` in a subprocess, its output in a log file."""
+
+    def __init__(self, settings: Settings, registry: Path, data_dir: Path, log: Path, env: dict | None = None):
+        self.log_path = log
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("ISTREAM_", "KAFKA_"))}
+        base.update(
+            KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+            ISTREAM_TOPIC_PREFIX=settings.topic_prefix,
+            ISTREAM_SESSION_TIMEOUT_MS=str(settings.session_timeout_ms),
+            ISTREAM_RUN_DIR=str(settings.run_dir),
+            ISTREAM_WORKER_COMMIT_INTERVAL_S="0.5",
+            ISTREAM_MODEL_POLL_S="0.5",
+            ISTREAM_COLD_START_EVENTS="0",
+            ISTREAM_ORT_INTRA_OP_THREADS="1",
+            PYTHONUNBUFFERED="1",
+            **(env or {}),
+        )
+        script = Path(sys.executable).with_name("istream")
+        cmd = [str(script)] if script.exists() else [sys.executable, "-m", "stream_app.cli"]
+        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [*cmd, "worker", "--registry", str(registry), "--data-dir", str(data_dir), "--web-port", "0"],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=base,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float = WORKER_READY_S) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.output()[-5000:]}")
+            time.sleep(0.2)
+        raise AssertionError(f"worker never logged {text!r}:\n{self.output()[-5000:]}")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self._log.close()
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+        return self.proc.returncode
