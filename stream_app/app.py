@@ -1,0 +1,88 @@
+"""The worker's Faust app, built from settings.
+
+``create_app(settings)`` makes the app, its table and its agent; ``istream worker`` calls it with
+the command's settings. ``faust -A stream_app.app worker`` finds ``app`` here, built on first
+access from the environment (``ISTREAM_*``/``KAFKA_BOOTSTRAP_SERVERS``).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import faust
+
+from stream_app import topics
+from stream_app.exceptions import ConfigError
+from stream_app.settings import Settings
+
+
+def events_partitions(settings: Settings, timeout: float = 15.0) -> int:
+    """Partitions of the events topic: the user-state table must have exactly as many."""
+    from confluent_kafka.admin import AdminClient
+
+    name = topics.topic_name(settings.topic_prefix, topics.EVENTS)
+    meta = AdminClient(settings.kafka_config()).list_topics(name, timeout=timeout).topics.get(name)
+    if meta is None or meta.error is not None or not meta.partitions:
+        raise ConfigError(f"topic {name} does not exist on {settings.bootstrap_servers}; run `istream topics create`")
+    return len(meta.partitions)
+
+
+def _credentials(settings: Settings) -> Any:
+    protocol = settings.security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=settings.ssl_ca_location)
+        if settings.ssl_certificate_location:
+            context.load_cert_chain(settings.ssl_certificate_location, settings.ssl_key_location)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.sasl_username,
+        password=settings.sasl_password,
+        mechanism=settings.sasl_mechanism or "PLAIN",
+        ssl_context=context,
+    )
+
+
+def create_app(settings: Settings) -> faust.App:
+    from stream_app.agents import define_agents
+    from stream_app.tables import user_to_state
+
+    partitions = events_partitions(settings)
+    session_s = settings.session_timeout_ms / 1000
+    data_dir = settings.worker_data_dir or settings.run_dir / "worker"
+    app = faust.App(
+        settings.worker_app_id or f"{settings.topic_prefix}-worker",
+        broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
+        broker_credentials=_credentials(settings),
+        store="rocksdb://",
+        datadir=str(data_dir),
+        topic_partitions=partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_session_timeout=session_s,
+        broker_heartbeat_interval=session_s / 4,
+        broker_commit_interval=settings.worker_commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        stream_recovery_delay=0.0,
+        table_standby_replicas=0,
+        web_enabled=settings.worker_web_port > 0,
+        web_port=settings.worker_web_port or 6066,
+        autodiscover=False,
+    )
+    events = app.topic(
+        topics.topic_name(settings.topic_prefix, topics.EVENTS), key_serializer="raw", value_serializer="raw"
+    )
+    define_agents(app, settings, events, user_to_state(app, partitions))
+    return app
+
+
+def __getattr__(name: str) -> faust.App:
+    if name == "app":
+        app = create_app(Settings())
+        globals()["app"] = app
+        return app
+    raise AttributeError(name)

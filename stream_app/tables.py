@@ -1,0 +1,65 @@
+"""Tables of the worker: ``user_to_state`` (user_id -> encoded ``UserState`` bytes, RocksDB via rocksdict).
+
+A Faust table picks the local RocksDB partition and the changelog partition of a key from the
+*current event* of the stream being iterated. A micro-batch (``take_events``) is processed outside
+that iteration, so ``in_partition_of(event)`` sets the current event explicitly, around each read
+and write, to an event of the partition the user's events came from: the user's state then lives
+in the same partition number of the changelog as its events, which is what recovery and
+rebalancing rely on (tests/stream_app/worker checks it on the real changelog).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+import faust
+from faust.streams import _current_event
+
+from stream_app.worker.pipeline import StateWrite
+
+USER_TO_STATE = "user_to_state"
+
+
+def user_to_state(app: faust.App, partitions: int) -> faust.Table:
+    return app.Table(
+        USER_TO_STATE,
+        partitions=partitions,
+        key_type=bytes,  # "raw" serializers: keys are user ids, values the codec's bytes
+        value_type=bytes,
+        options={"driver": "rocksdict"},
+    )
+
+
+@contextmanager
+def in_partition_of(event: faust.types.EventT) -> Iterator[None]:
+    # faust.streams keeps the current event in this context variable (weak reference), which
+    # Table.partition_for_key and the RocksDB store read; there is no public setter.
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class BatchStates:
+    """Reads and writes of one micro-batch's user states, each in its events' partition."""
+
+    def __init__(self, table: faust.Table, events: list[faust.types.EventT]) -> None:
+        self._table = table
+        self._event_of = {event.message.partition: event for event in events}
+
+    def load(self, user_id: str, partition: int) -> bytes | None:
+        with in_partition_of(self._event_of[partition]):
+            return self._table.get(user_id)
+
+    def write(self, writes: list[StateWrite]) -> None:
+        table = self._table
+        for w in writes:
+            with in_partition_of(self._event_of[w.partition]):
+                if w.value is None:
+                    with suppress(KeyError):
+                        del table[w.user_id]
+                else:
+                    table[w.user_id] = w.value

@@ -1,0 +1,189 @@
+"""What one worker holds besides Faust, and its per-batch cycle.
+
+Between batches: apply catalog changes from the items feed, hand model-update messages to the
+swapper and swap in a verified model. For each batch: ``process_batch`` (pure), emit and flush the
+outputs, write the user states, record metrics. Faust acks the batch after ``handle`` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from stream_app import topics
+from stream_app.contracts import ContractError, decode_item
+from stream_app.settings import Settings
+from stream_app.tables import BatchStates
+from stream_app.worker.decode import RawRecord, dead_letter
+from stream_app.worker.feeds import TopicFeed
+from stream_app.worker.hot_swap import ModelSwapper
+from stream_app.worker.item_index import Catalog, ItemIndex
+from stream_app.worker.metrics import WorkerMetrics
+from stream_app.worker.outputs import OutputProducer
+from stream_app.worker.pipeline import BatchResult, Output, PipelineConfig, Serving, dead_letter_output, process_batch
+from stream_app.worker.trending import Trending
+
+log = logging.getLogger(__name__)
+
+
+def pipeline_config(settings: Settings) -> PipelineConfig:
+    return PipelineConfig(
+        top_k=settings.top_k,
+        lateness_ms=settings.lateness_ms,
+        window=settings.state_window,
+        seen=settings.seen_items,
+        cold_start_events=settings.cold_start_events,
+    )
+
+
+def runtime_loader(settings: Settings):
+    """``bundle_dir -> ModelRuntime`` with the worker's ONNX Runtime options (verifies, smoke-tests)."""
+    from export.runtime import RuntimeOptions, load_runtime
+
+    options = RuntimeOptions.from_settings(settings)
+    return lambda bundle_dir: load_runtime(bundle_dir, options)
+
+
+class WorkerEngine:
+    def __init__(self, settings: Settings, metrics: WorkerMetrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or WorkerMetrics()
+        self.config = pipeline_config(settings)
+        self.catalog = Catalog()
+        self.trending = Trending(settings.trending_half_life_s)
+        self.names = {kind: topics.topic_name(settings.topic_prefix, kind) for kind in topics.ALL}
+        self.serving: Serving | None = None
+        self._swapper: ModelSwapper | None = None
+        self._producer: OutputProducer | None = None
+        self._feeds: list[TopicFeed] = []
+
+    def start(self) -> None:
+        """Load the serving model and open the feeds and the producer (blocking; before consuming)."""
+        from export.registry import Registry
+
+        root = Path(self.settings.registry_dir)
+        self._swapper = ModelSwapper(
+            Registry(root), root, runtime_loader(self.settings), self.metrics, self.settings.model_poll_s
+        )
+        self._serve(self._swapper.load_current())
+        kafka = self.settings.kafka_config()
+        self._producer = OutputProducer(kafka, self.names)
+        self._items = TopicFeed(kafka, self.names[topics.ITEMS], from_beginning=True)
+        # Updates published while no worker ran are covered by CURRENT, read at start.
+        self._updates = TopicFeed(kafka, self.names[topics.MODEL_UPDATES], from_beginning=False)
+        for feed in (self._items, self._updates):
+            feed.start()
+            self._feeds.append(feed)
+
+    def stop(self) -> None:
+        for feed in self._feeds:
+            feed.stop()
+        if self._producer is not None:
+            self._producer.close()
+        if self._swapper is not None:
+            self._swapper.close()
+
+    def _serve(self, runtime: Any) -> None:
+        self.serving = Serving(runtime, ItemIndex.for_model(runtime, self.catalog))
+        self.metrics.model.info({"version": runtime.version, "provider": str(getattr(runtime, "provider", ""))})
+        self.metrics.catalog_items.set(len(self.serving.index))
+        log.info(
+            "serving model: version=%s provider=%s items=%d",
+            runtime.version,
+            getattr(runtime, "provider", "?"),
+            len(self.serving.index),
+        )
+
+    def between_batches(self) -> None:
+        self._apply_items(self._items.drain())
+        for record in self._updates.drain():
+            self._swapper.notice_update(record.value)
+        runtime = self._swapper.poll()
+        if runtime is not None:
+            self._serve(runtime)
+
+    def _apply_items(self, records: list[RawRecord]) -> None:
+        if not records:
+            return
+        upserts: dict[str, str] = {}
+        removed: set[str] = set()
+        letters: list[Output] = []
+        for record in records:
+            if record.value is None:
+                item_id = (record.key or b"").decode("utf-8", "replace")
+                self.catalog.apply(item_id, None)
+                upserts.pop(item_id, None)
+                removed.add(item_id)
+                continue
+            try:
+                item = decode_item(record.value)
+            except (ContractError, UnicodeDecodeError) as exc:
+                rejected = dead_letter(record, getattr(exc, "reason", "encoding"), str(exc))
+                letters.append(dead_letter_output(rejected))
+                self.metrics.dead_letters.labels(rejected.letter.reason).inc()
+                continue
+            self.catalog.apply(item.item_id, item.text)
+            upserts[item.item_id] = item.text
+            removed.discard(item.item_id)
+        added = self.serving.index.apply_catalog(self.serving.runtime, upserts, removed)
+        self.metrics.catalog_items.set(len(self.serving.index))
+        if added or removed:
+            log.info("catalog: items_added=%d items_removed=%d", added, len(removed))
+        if letters:
+            self._producer.send(letters)
+
+    async def handle(self, events: list[faust.types.EventT], table: faust.Table) -> BatchResult:
+        self.between_batches()
+        states = BatchStates(table, events)
+        records = [RawRecord(m.topic, m.partition, m.offset, m.key, m.value) for m in (e.message for e in events)]
+        result = process_batch(records, states.load, self.serving, self.trending, self.config)
+        t0 = time.perf_counter()
+        self._producer.send(result.outputs)
+        await self._producer.flush()
+        t1 = time.perf_counter()
+        states.write(result.writes)
+        result.timings["emit"] = t1 - t0
+        result.timings["store"] = time.perf_counter() - t1
+        self._record(result, events)
+        log.debug(
+            "batch: events=%d applied=%d duplicates=%d dead_letters=%d writes=%d seconds=%.4f",
+            result.counts["in"],
+            result.counts["applied"],
+            result.counts["duplicates"],
+            sum(result.dead_letter_reasons.values()),
+            len(result.writes),
+            sum(result.timings.values()),
+        )
+        return result
+
+    def _record(self, result: BatchResult, events: list[faust.types.EventT]) -> None:
+        m, counts = self.metrics, result.counts
+        m.events_in.inc(counts["in"])
+        m.events_applied.inc(counts["applied"])
+        m.duplicates.inc(counts["duplicates"])
+        m.forgets.inc(counts["forgets"])
+        m.rebuilds.inc(counts["rebuilt"])
+        m.state_errors.inc(counts["state_corrupt"])
+        m.batch_size.observe(counts["in"])
+        for reason, n in result.dead_letter_reasons.items():
+            m.dead_letters.labels(reason).inc(n)
+        for out in result.outputs:
+            m.records_out.labels(out.kind).inc()
+        for stage, seconds in result.timings.items():
+            m.stage_seconds.labels(stage).observe(seconds)
+        now = time.time()
+        for event in events:
+            m.produce_to_emit.observe(max(0.0, now - event.message.timestamp))
+        last: dict[Any, int] = {}
+        for event in events:
+            last[event.message.tp] = event.message.offset
+        consumer = events[0].app.consumer if events else None
+        if consumer is not None:
+            for tp, offset in last.items():
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    m.consumer_lag.labels(str(tp.partition)).set(max(0, highwater - offset - 1))

@@ -1,0 +1,133 @@
+"""Hot-swap: find new model versions, verify them off the hot path, hand them over between batches.
+
+Two sources name a new version: the registry's CURRENT pointer (polled; acted on when it changes,
+so a stale pointer never swaps a newer model back out) and messages on the model-updates topic.
+A message is only a hint: the bundle loaded is always the registry's own folder for that version,
+and a message whose version or uri lies outside the registry is refused. Loading verifies every
+sha256 (and the signature when a key is configured) and runs a smoke inference in a worker
+thread; a bundle that fails is refused, logged and counted, and the serving model stays.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from stream_app.contracts import ModelUpdate
+from stream_app.exceptions import InterestStreamError
+from stream_app.worker.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+
+class RefusedUpdate(InterestStreamError):
+    """A model-update message names no bundle inside the registry."""
+
+
+def _path_of(uri: str) -> Path:
+    return Path(uri.removeprefix("file://")).expanduser().resolve()
+
+
+class ModelSwapper:
+    """``registry`` is an ``export.registry.Registry``; ``load(bundle_dir)`` returns a verified runtime
+    or raises (``export.runtime.load_runtime`` with the worker's options)."""
+
+    def __init__(
+        self,
+        registry: Any,
+        root: Path,
+        load: Callable[[Path], Any],
+        metrics: WorkerMetrics,
+        poll_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._registry = registry
+        self._root = root.resolve()
+        self._load = load
+        self._metrics = metrics
+        self._poll_s = poll_s
+        self._clock = clock
+        self._next_poll = 0.0
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="model-verify")
+        self._pending: tuple[str, Future] | None = None
+        self._current_seen: str | None = None
+        self.serving_version: str | None = None
+        self.refused: set[str] = set()
+
+    def load_current(self) -> Any:
+        """The runtime of CURRENT, loaded now (start-up)."""
+        version = self._registry.current()
+        if version is None:
+            raise InterestStreamError(
+                f"the model registry {self._root} has no CURRENT version; export and publish a model first"
+            )
+        self._current_seen = version
+        runtime = self._load(self._bundle_dir(version))
+        self.serving_version = runtime.version
+        return runtime
+
+    def _bundle_dir(self, version: str) -> Path:
+        path = Path(self._registry.bundle_path(version)).resolve()
+        if not path.is_relative_to(self._root):
+            raise RefusedUpdate(f"version {version!r} resolves to {path}, outside the registry {self._root}")
+        return path
+
+    def notice_update(self, raw: bytes | None) -> None:
+        """A record from the model-updates topic."""
+        try:
+            update = msgspec.json.decode(raw or b"", type=ModelUpdate)
+            bundle = self._bundle_dir(update.version)
+            if update.uri and _path_of(update.uri) != bundle:
+                raise RefusedUpdate(f"update uri {update.uri!r} is not the registry's folder {bundle} of that version")
+        except (msgspec.DecodeError, InterestStreamError, ValueError, OSError) as exc:
+            self._refuse("message", str(raw)[:200], exc)
+            return
+        self._request(update.version, bundle)
+
+    def _request(self, version: str, bundle: Path) -> None:
+        if version == self.serving_version or version in self.refused:
+            return
+        if self._pending is not None and self._pending[0] == version:
+            return
+        log.info("model %s: verifying %s", version, bundle)
+        self._pending = (version, self._executor.submit(self._load, bundle))
+
+    def _refuse(self, reason: str, version: str, exc: BaseException) -> None:
+        log.error("model update refused: reason=%s version=%s error=%s", reason, version, exc)
+        self._metrics.swap_refusals.labels(reason).inc()
+
+    def poll(self) -> Any | None:
+        """Between batches: the verified runtime to swap in now, if one is ready."""
+        now = self._clock()
+        if now >= self._next_poll:
+            self._next_poll = now + self._poll_s
+            try:
+                current = self._registry.current()
+                if current is not None and current != self._current_seen:
+                    self._current_seen = current
+                    self._request(current, self._bundle_dir(current))
+            except (InterestStreamError, OSError) as exc:
+                self._refuse("registry", str(self._current_seen), exc)
+        if self._pending is None or not self._pending[1].done():
+            return None
+        version, future = self._pending
+        self._pending = None
+        try:
+            runtime = future.result()
+        except Exception as exc:  # whatever verification raised, the serving model stays
+            self.refused.add(version)
+            self._refuse("verification", version, exc)
+            return None
+        self.serving_version = runtime.version
+        self._metrics.swaps.inc()
+        log.info("model swap: version=%s provider=%s", runtime.version, getattr(runtime, "provider", "?"))
+        return runtime
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,47 @@
+"""Prometheus metrics of the worker (served at /metrics on the worker's web port)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+STAGES = ("decode", "load", "dedupe", "encode", "step", "rank", "serialize", "emit", "store")
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_in = Counter("istream_events_in", "Event records consumed.", registry=r)
+        self.events_applied = Counter("istream_events_applied", "Events applied to a user state.", registry=r)
+        self.records_out = Counter("istream_records_out", "Records emitted, by topic kind.", ["kind"], registry=r)
+        self.dead_letters = Counter("istream_dead_letters", "Records sent to dead-letter.", ["reason"], registry=r)
+        self.duplicates = Counter("istream_duplicates_dropped", "Redelivered or stale events dropped.", registry=r)
+        self.forgets = Counter("istream_users_forgotten", "User states deleted on request.", registry=r)
+        self.rebuilds = Counter("istream_states_rebuilt", "States rebuilt from their window after a swap.", registry=r)
+        self.state_errors = Counter("istream_state_decode_errors", "Unreadable stored states.", registry=r)
+        self.batch_size = Histogram(
+            "istream_batch_size", "Events per micro-batch.", buckets=(1, 10, 50, 100, 250, 500, 1000, 2000), registry=r
+        )
+        self.stage_seconds = Histogram(
+            "istream_stage_seconds",
+            "Time per micro-batch stage.",
+            ["stage"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.produce_to_emit = Histogram(
+            "istream_produce_to_emit_seconds",
+            "From the event record's timestamp to its outputs being acknowledged.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "istream_consumer_lag", "Records behind the end, by partition.", ["partition"], registry=r
+        )
+        self.model = Info("istream_model", "Serving model version and ONNX Runtime provider.", registry=r)
+        self.swaps = Counter("istream_model_swaps", "Model versions swapped in.", registry=r)
+        self.swap_refusals = Counter("istream_model_refusals", "Model versions refused.", ["reason"], registry=r)
+        self.catalog_items = Gauge("istream_catalog_items", "Recommendable items in the index.", registry=r)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
