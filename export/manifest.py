@@ -1,0 +1,81 @@
+"""manifest.json: what a bundle holds and how to check it.
+
+Every file of the bundle except manifest.json and its signature (manifest.sig) is listed in
+``files`` with its sha256 and size; every other path in the manifest must be one of those.
+Paths are relative, POSIX, and stay inside the bundle's folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from export.exceptions import ManifestError
+from export.signatures import GraphSpec
+
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
+FORMAT = 1
+
+
+class FileEntry(msgspec.Struct, frozen=True):
+    sha256: str
+    size: int
+
+
+class TokenizerSpec(msgspec.Struct, frozen=True):
+    files: tuple[str, ...]  # the Hugging Face tokenizer files; the runtime reads tokenizer.json
+    max_length: int  # longer comments are truncated to this many tokens
+
+    @property
+    def tokenizer_json(self) -> str:
+        matches = [f for f in self.files if f.rsplit("/", 1)[-1] == "tokenizer.json"]
+        if not matches:
+            raise ManifestError("the manifest's tokenizer lists no tokenizer.json; re-export the bundle")
+        return matches[0]
+
+
+class ItemTable(msgspec.Struct, frozen=True):
+    vectors: str  # float32 [N, D] .npy
+    ids: str  # JSON list of N item ids, row order
+    count: int
+
+
+class Manifest(msgspec.Struct, frozen=True, kw_only=True):
+    format: int = FORMAT
+    name: str
+    version: str
+    parent_version: str | None = None
+    created_at: str  # ISO 8601, UTC
+    text_dim: int
+    dim: int
+    state_dim: int
+    model_config: dict[str, Any]
+    graphs: dict[str, GraphSpec]
+    tokenizer: TokenizerSpec
+    item_table: ItemTable
+    checkpoint: tuple[str, ...]  # the torch checkpoint the bundle was exported from, to continue training
+    files: dict[str, FileEntry]
+    metrics: dict[str, Any] = {}
+    export: dict[str, Any] = {}  # how it was exported: opset, exporter, optimizer, quantization
+
+    def referenced_paths(self) -> list[str]:
+        """Every path the manifest points at outside ``files``."""
+        graphs = [g.file for g in self.graphs.values()]
+        return [*graphs, *self.tokenizer.files, self.item_table.vectors, self.item_table.ids, *self.checkpoint]
+
+
+def encode_manifest(manifest: Manifest) -> bytes:
+    return msgspec.json.format(msgspec.json.encode(manifest), indent=2) + b"\n"
+
+
+def decode_manifest(raw: bytes, where: Path | str) -> Manifest:
+    try:
+        manifest = msgspec.json.decode(raw, type=Manifest)
+    except msgspec.DecodeError as exc:
+        raise ManifestError(f"{where} is not a bundle manifest ({exc}); re-export the bundle") from None
+    if manifest.format != FORMAT:
+        raise ManifestError(f"{where} has manifest format {manifest.format}, this version reads {FORMAT}")
+    return manifest

@@ -1,0 +1,162 @@
+"""The model registry: a directory of verified bundles and a ``CURRENT`` pointer.
+
+```
+<root>/
+  <version>/   one complete bundle per version
+  CURRENT      the serving version on line 1, then the versions it replaced, newest first
+  .lock        serialises writers (publish, promote, rollback) across processes
+```
+
+A bundle is copied in under a hidden temporary name, verified there and renamed, so no partial
+bundle ever sits under a version name. ``CURRENT`` is rewritten atomically (temp file, fsync,
+``os.replace``, fsync of the folder): readers see the old pointer or the new one. Keeping the
+rollback history in the same file keeps pointer and history consistent after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from export.exceptions import BundleError, RegistryError
+from export.integrity import member_path, verify_bundle
+from export.manifest import MANIFEST, SIGNATURE, Manifest, decode_manifest
+
+if TYPE_CHECKING:
+    from export.runtime import RuntimeOptions
+
+CURRENT = "CURRENT"
+LOCK = ".lock"
+HISTORY_LIMIT = 50
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _copy_synced(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with src.open("rb") as fin, dst.open("wb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+        fout.flush()
+        os.fsync(fout.fileno())
+
+
+class Registry:
+    def __init__(self, root: str | os.PathLike, signing_key: str | None = None) -> None:
+        self.root = Path(root)
+        self.signing_key = signing_key
+
+    # ---- reading ---------------------------------------------------------------------------
+    def versions(self) -> list[str]:
+        """Published versions, oldest first (version names start with their UTC creation time)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if VERSION_RE.match(p.name) and (p / MANIFEST).is_file())
+
+    def bundle_path(self, version: str) -> Path:
+        if not VERSION_RE.match(version):
+            raise RegistryError(f"{version!r} is not a version name; see `istream models list`")
+        path = self.root / version
+        if not (path / MANIFEST).is_file():
+            raise RegistryError(f"version {version} is not in registry {self.root}; see `istream models list`")
+        return path
+
+    def manifest(self, version: str) -> Manifest:
+        """The version's manifest as published (not re-verified; use ``verify`` for that)."""
+        path = self.bundle_path(version) / MANIFEST
+        return decode_manifest(path.read_bytes(), path)
+
+    def history(self) -> list[str]:
+        """The serving version first, then the versions it replaced, newest first."""
+        path = self.root / CURRENT
+        if not path.is_file():
+            return []
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def current(self) -> str | None:
+        history = self.history()
+        return history[0] if history else None
+
+    def verify(self, version: str, options: RuntimeOptions | None = None) -> Manifest:
+        """Every sha256 (and the signature when a key is set) plus a smoke inference of ``version``."""
+        from export.runtime import RuntimeOptions, load_runtime
+
+        options = replace(options or RuntimeOptions(), signing_key=self.signing_key)
+        return load_runtime(self.bundle_path(version), options).manifest
+
+    # ---- writing ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / LOCK).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def publish(self, bundle_dir: str | os.PathLike) -> str:
+        """Copy a verified bundle in under its version; returns the version (not promoted)."""
+        source = Path(bundle_dir)
+        manifest = verify_bundle(source, self.signing_key)
+        version = manifest.version
+        if not VERSION_RE.match(version):
+            raise BundleError(f"bundle {source} has an unusable version name {version!r}; re-export it")
+        with self._locked():
+            target = self.root / version
+            if target.exists():
+                if (target / MANIFEST).read_bytes() == (source / MANIFEST).read_bytes():
+                    return version  # the same bundle again
+                raise RegistryError(f"version {version} already exists in {self.root} with other contents")
+            incoming = self.root / f".incoming-{version}-{uuid.uuid4().hex[:8]}"
+            try:
+                names = [MANIFEST, *([SIGNATURE] if (source / SIGNATURE).is_file() else []), *manifest.files]
+                for name in names:
+                    _copy_synced(member_path(source, name), incoming / name)
+                verify_bundle(incoming, self.signing_key)
+                os.rename(incoming, target)
+                _fsync_dir(self.root)
+            finally:
+                shutil.rmtree(incoming, ignore_errors=True)
+        return version
+
+    def promote(self, version: str, options: RuntimeOptions | None = None) -> None:
+        """Verify ``version`` (sha256, signature, smoke inference) and make it the serving one."""
+        self.verify(version, options)
+        with self._locked():
+            history = [version, *(v for v in self.history() if v != version)][:HISTORY_LIMIT]
+            write_atomic(self.root / CURRENT, "\n".join(history).encode() + b"\n")
+
+    def rollback(self, options: RuntimeOptions | None = None) -> str:
+        """Serve the version before the current one again; returns it."""
+        with self._locked():
+            history = self.history()
+            if len(history) < 2:
+                raise RegistryError(f"registry {self.root} has no earlier version to roll back to")
+            self.verify(history[1], options)
+            write_atomic(self.root / CURRENT, "\n".join(history[1:]).encode() + b"\n")
+        return history[1]

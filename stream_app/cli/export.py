@@ -1,0 +1,57 @@
+"""`istream export`: a trained checkpoint -> a verified model bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stream_app.cli.common import make_settings, reports_errors
+
+
+@click.command()
+@click.option(
+    "--model",
+    "checkpoint_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Checkpoint directory written by `istream train`.",
+)
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="New or empty bundle directory.")
+@click.option("--int8", is_flag=True, help="Also write a dynamically quantized int8 encoder (for CPU workers).")
+@click.option("--opset", type=click.IntRange(14, 21), default=17, show_default=True, help="ONNX opset.")
+@click.option(
+    "--optimize/--no-optimize",
+    default=False,
+    show_default=True,
+    help="Apply ONNX Runtime's BERT fusions to encoder.onnx offline (measure with `istream bench encoder`).",
+)
+@click.option("--parent", "parent_version", help="Version it was fine-tuned from (default: from the checkpoint).")
+@reports_errors
+def export(
+    checkpoint_dir: Path, out_dir: Path, int8: bool, opset: int, optimize: bool, parent_version: str | None
+) -> None:
+    """Export the comment encoder, interest step and item tower of CHECKPOINT as an ONNX bundle.
+
+    The bundle is signed when ISTREAM_BUNDLE_SIGNING_KEY is set.
+    """
+    from export.bundle import export_bundle
+
+    key = make_settings().bundle_signing_key
+    manifest = export_bundle(
+        checkpoint_dir,
+        out_dir,
+        int8=int8,
+        opset=opset,
+        optimize=optimize,
+        parent_version=parent_version,
+        signing_key=key.get_secret_value() if key else None,
+    )
+    facts = manifest.export
+    click.echo(f"bundle {manifest.version} written to {out_dir} ({len(manifest.files)} files, opset {opset})")
+    click.echo(
+        f"parity vs torch: encoder {facts['encoder_max_abs_diff']:.1e}, step {facts['step_max_abs_diff']:.1e}, "
+        f"item tower {facts['item_tower_max_abs_diff']:.1e}"
+        + (f", int8 encoder mean cosine {facts['int8_cosine_mean']:.4f}" if int8 else "")
+    )
+    click.echo(f"signed: {'yes' if key else 'no (ISTREAM_BUNDLE_SIGNING_KEY unset)'}")

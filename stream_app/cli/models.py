@@ -1,0 +1,124 @@
+"""`istream models`: list, show, verify, publish, promote and roll back bundles in the registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from stream_app.cli.common import make_settings, reports_errors
+
+registry_option = click.option(
+    "--registry",
+    "registry_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Registry directory (default: ISTREAM_REGISTRY_DIR).",
+)
+
+
+def _registry(registry_dir: Path | None) -> tuple[Any, Any]:
+    """(Registry, RuntimeOptions) from settings and the --registry flag."""
+    from export.registry import Registry
+    from export.runtime import RuntimeOptions
+
+    settings = make_settings(registry_dir=registry_dir)
+    options = RuntimeOptions.from_settings(settings)
+    return Registry(settings.registry_dir, signing_key=options.signing_key), options
+
+
+def _version_or_current(registry: Any, version: str | None) -> str:
+    version = version or registry.current()
+    if version is None:
+        raise click.UsageError(f"registry {registry.root} has no CURRENT version; name one (see `istream models list`)")
+    return version
+
+
+def _metrics_summary(metrics: dict[str, Any]) -> str:
+    flat = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return " ".join(f"{k}={v:.4g}" for k, v in list(flat.items())[:4])
+
+
+@click.group()
+def models() -> None:
+    """Model bundles in the registry (one folder per version, CURRENT pointer)."""
+
+
+@models.command("list")
+@registry_option
+@reports_errors
+def list_versions(registry_dir: Path | None) -> None:
+    """Published versions, oldest first; * marks CURRENT."""
+    registry, _ = _registry(registry_dir)
+    current = registry.current()
+    versions = registry.versions()
+    if not versions:
+        click.echo(f"registry {registry.root} is empty; publish a bundle with `istream models publish`")
+        return
+    for version in versions:
+        manifest = registry.manifest(version)
+        mark = "*" if version == current else " "
+        parent = manifest.parent_version or "-"
+        click.echo(f"{mark} {version}  {manifest.created_at}  parent={parent}  {_metrics_summary(manifest.metrics)}")
+
+
+@models.command()
+@click.argument("version", required=False)
+@registry_option
+@reports_errors
+def show(version: str | None, registry_dir: Path | None) -> None:
+    """Print a version's manifest (default: CURRENT)."""
+    import msgspec
+
+    registry, _ = _registry(registry_dir)
+    manifest = registry.manifest(_version_or_current(registry, version))
+    click.echo(json.dumps(msgspec.to_builtins(manifest), indent=2))
+
+
+@models.command()
+@click.argument("version", required=False)
+@registry_option
+@reports_errors
+def verify(version: str | None, registry_dir: Path | None) -> None:
+    """Recompute every sha256, check the signature (when a key is set) and run a smoke inference."""
+    registry, options = _registry(registry_dir)
+    version = _version_or_current(registry, version)
+    manifest = registry.verify(version, options)
+    signed = "signature ok" if options.signing_key else "no signing key configured"
+    click.echo(f"{version}: {len(manifest.files)} files ok, {signed}, smoke inference ok")
+
+
+@models.command()
+@click.argument("bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--promote", is_flag=True, help="Also make it the CURRENT version.")
+@registry_option
+@reports_errors
+def publish(bundle_dir: Path, promote: bool, registry_dir: Path | None) -> None:
+    """Copy a verified bundle (from `istream export`) into the registry."""
+    registry, options = _registry(registry_dir)
+    version = registry.publish(bundle_dir)
+    click.echo(f"published {version} to {registry.root}")
+    if promote:
+        registry.promote(version, options)
+        click.echo(f"CURRENT = {version}")
+
+
+@models.command()
+@click.argument("version")
+@registry_option
+@reports_errors
+def promote(version: str, registry_dir: Path | None) -> None:
+    """Verify VERSION and make it CURRENT (workers swap to it)."""
+    registry, options = _registry(registry_dir)
+    registry.promote(version, options)
+    click.echo(f"CURRENT = {version}")
+
+
+@models.command()
+@registry_option
+@reports_errors
+def rollback(registry_dir: Path | None) -> None:
+    """Make the version CURRENT replaced current again."""
+    registry, options = _registry(registry_dir)
+    click.echo(f"CURRENT = {registry.rollback(options)}")

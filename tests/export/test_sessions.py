@@ -1,0 +1,74 @@
+"""Session factory: provider choice, options, metric label; GPU checks skip cleanly without a GPU."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from export.sessions import CPU, CUDA, SessionFactory, SessionOptions, gpu_present
+from stream_app.exceptions import ConfigError
+from stream_app.settings import Settings
+
+no_gpu = not gpu_present()
+
+
+def test_cpu_session_with_configured_options(tiny_bundle: Path) -> None:
+    options = SessionOptions(device="cpu", intra_op_threads=1, inter_op_threads=1, graph_optimization="basic")
+    factory = SessionFactory(options)
+    session = factory.session(tiny_bundle / "item_tower.onnx")
+    assert factory.provider == session.provider == CPU
+    assert session.session.get_providers() == [CPU]
+    ort_options = session.session.get_session_options()
+    assert (ort_options.intra_op_num_threads, ort_options.inter_op_num_threads) == (1, 1)
+    assert session.input_names == ["text_emb"] and session.output_names == ["item_vec"]
+
+
+def test_provider_is_exposed_as_a_metric_label(tiny_bundle: Path) -> None:
+    import onnxruntime as ort
+
+    SessionFactory(SessionOptions(device="cpu")).session(tiny_bundle / "step.onnx")
+    labels = {"provider": CPU, "onnxruntime": ort.__version__}
+    assert REGISTRY.get_sample_value("istream_onnx_provider_info", labels) == 1.0
+
+
+def test_options_from_settings() -> None:
+    settings = Settings(
+        ort_device="cpu", ort_intra_op_threads=3, ort_inter_op_threads=2, ort_graph_optimization="extended"
+    )
+    assert SessionOptions.from_settings(settings) == SessionOptions("cpu", 3, 2, "extended")
+
+
+@pytest.mark.skipif(not no_gpu, reason="this machine has a GPU")
+def test_auto_picks_cpu_without_gpu_and_cuda_demand_fails_clearly() -> None:
+    assert SessionFactory(SessionOptions(device="auto")).provider == CPU
+    with pytest.raises(ConfigError, match="no NVIDIA GPU"):
+        SessionFactory(SessionOptions(device="cuda"))
+
+
+def test_cpu_machine_logs_no_provider_errors(tiny_bundle: Path) -> None:
+    """onnxruntime-gpu logs errors when asked for CUDA without a GPU; the factory never asks."""
+    code = (
+        "import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+        "from export.sessions import SessionFactory\n"
+        f"s = SessionFactory().session({str(tiny_bundle / 'step.onnx')!r}); print('provider', s.provider)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    expected = CUDA if gpu_present() else CPU
+    assert f"provider {expected}" in done.stdout
+    assert done.stdout.count("ONNX Runtime execution provider") == 1  # logged once
+    assert "error" not in done.stderr.lower(), done.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(no_gpu, reason="no NVIDIA GPU on this machine")
+def test_gpu_runs_on_cuda_with_io_binding(tiny_bundle: Path) -> None:
+    import numpy as np
+
+    session = SessionFactory(SessionOptions(device="auto")).session(tiny_bundle / "item_tower.onnx")
+    assert session.provider == CUDA
+    out = session.run({"text_emb": np.ones((3, 32), dtype=np.float32)})[0]
+    assert out.shape == (3, 16) and np.isfinite(out).all()
