@@ -1,0 +1,127 @@
+"""Sizing figures for deploy/README.md, computed with the worker's own codecs (not estimated).
+
+For the default model (models.interest_model.ModelConfig) and the default settings (state window,
+seen items, top-K), it encodes representative user states with ``stream_app.worker.state_codec`` and
+output records with ``stream_app.contracts`` and prints the README's sizing table. Ids are
+placeholders of the given lengths (UUID event ids by default); change them to match your data:
+
+    .venv/bin/python deploy/sizing.py [--user-id-len 12] [--event-id-len 36] [--item-id-len 12]
+
+tests/deploy/test_consistency.py checks that the README shows this script's output.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from models.interest_model import ModelConfig
+from stream_app.contracts import InterestVector, Recommendation, ScoredItem, encode
+from stream_app.settings import Settings
+from stream_app.worker.state_codec import RecentEvent, UserState, encode_state
+
+MIB = 1024 * 1024
+
+
+def _id(prefix: str, n: int, length: int) -> str:
+    return f"{prefix}{n:0{length - len(prefix)}d}"
+
+
+def user_state(cfg: ModelConfig, settings: Settings, ids: dict[str, int], events: int, comments: bool) -> bytes:
+    """A user after ``events`` events on distinct items (every one a comment when ``comments``)."""
+    rng = np.random.default_rng(0)
+    window = [
+        RecentEvent(
+            event_id=_id("e", i, ids["event"]),
+            item_id=_id("i", i, ids["item"]),
+            event_type=5 if comments else 0,
+            rating=-1.0,
+            gap_s=60.0,
+            comment_emb=rng.standard_normal(cfg.text_dim).astype(np.float32) if comments else None,
+        )
+        for i in range(events)
+    ]
+    user = UserState(
+        model_version="20261122T140000Z-0123abcd",
+        state=rng.standard_normal(cfg.state_dim).astype(np.float32),
+        last_ts=1_795_000_000_000,
+        applied=events,
+        ids_at_last_ts=[window[-1].event_id],
+        seen=[e.item_id for e in window][-settings.seen_items :],
+        window=window[-settings.state_window :],
+    )
+    return encode_state(user)
+
+
+def output_records(cfg: ModelConfig, settings: Settings, ids: dict[str, int]) -> tuple[int, int]:
+    """Bytes of one interest-vector and one recommendation record value (JSON, as the worker writes them)."""
+    rng = np.random.default_rng(1)
+    user, event = _id("u", 1, ids["user"]), _id("e", 1, ids["event"])
+
+    def vec() -> list[float]:
+        return rng.standard_normal(cfg.dim).astype(np.float32).tolist()
+
+    vector = InterestVector(
+        user_id=user,
+        event_id=event,
+        ts=1_795_000_000_000,
+        model_version="20261122T140000Z-0123abcd",
+        vector=vec(),
+        long_term=vec(),
+        short_term=vec(),
+    )
+    rec = Recommendation(
+        user_id=user,
+        event_id=event,
+        ts=1_795_000_000_000,
+        model_version="20261122T140000Z-0123abcd",
+        items=[
+            ScoredItem(item_id=_id("i", k, ids["item"]), score=float(rng.standard_normal()), because=event)
+            for k in range(settings.top_k)
+        ],
+    )
+    return len(encode(vector)), len(encode(rec))
+
+
+def table(ids: dict[str, int]) -> str:
+    cfg, settings = ModelConfig(), Settings()
+    window, seen = settings.state_window, settings.seen_items
+    steady = max(window, seen)
+    plain = len(user_state(cfg, settings, ids, steady, comments=False))
+    texts = len(user_state(cfg, settings, ids, steady, comments=True))
+    first = len(user_state(cfg, settings, ids, 1, comments=False))
+    vector, rec = output_records(cfg, settings, ids)
+    key = ids["user"]
+    rows = [
+        ("user state after 1 event", f"{first} B"),
+        (f"user state, steady ({window}-event window, {seen} seen items, no comments)", f"{plain} B"),
+        (f"user state, steady, all {window} window events are comments", f"{texts} B"),
+        (
+            "1 M steady users, no comments (RocksDB over all workers; changelog per replica)",
+            f"{plain * 1e6 / MIB:.0f} MiB",
+        ),
+        ("changelog record per event (upper bound: key + steady state)", f"{key + plain} B"),
+        (f"interest-vector record per event (3 x {cfg.dim} floats, JSON)", f"{key + vector} B"),
+        (f"recommendation record per event (top {settings.top_k}, JSON)", f"{key + rec} B"),
+        ("written to Kafka per event (changelog + vector + recommendation)", f"{3 * key + plain + vector + rec} B"),
+    ]
+    head = (
+        f"Model: state {cfg.state_dim} floats, vectors {cfg.dim}, comment embedding {cfg.text_dim}; "
+        f"ids: user {ids['user']}, event {ids['event']}, item {ids['item']} characters."
+    )
+    lines = [head, "", "| quantity | size |", "|---|---|", *(f"| {q} | {s} |" for q, s in rows)]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Print deploy/README.md's sizing table.")
+    parser.add_argument("--user-id-len", type=int, default=12)
+    parser.add_argument("--event-id-len", type=int, default=36)
+    parser.add_argument("--item-id-len", type=int, default=12)
+    args = parser.parse_args()
+    print(table({"user": args.user_id_len, "event": args.event_id_len, "item": args.item_id_len}))
+
+
+if __name__ == "__main__":
+    main()
