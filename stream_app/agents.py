@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 
 import faust
 
 from stream_app.settings import Settings
 from stream_app.worker.engine import WorkerEngine
+
+log = logging.getLogger(__name__)
+# Exit status of a worker that stopped on an unexpected error (EX_SOFTWARE).
+FAILED_EXIT = 70
+
+
+def _exit(message: str) -> None:
+    log.critical(message, exc_info=True)
+    logging.shutdown()
+    os._exit(FAILED_EXIT)
 
 
 def define_agents(app: faust.App, settings: Settings, events: faust.TopicT, table: faust.Table) -> WorkerEngine:
@@ -15,10 +27,19 @@ def define_agents(app: faust.App, settings: Settings, events: faust.TopicT, tabl
 
     @app.agent(events, name="update_user_interest")
     async def update_user_interest(stream: faust.StreamT) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, engine.start)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, engine.start)
+        except Exception:
+            _exit("the worker could not start")
         try:
             async for batch in stream.take_events(settings.worker_batch_size, within=settings.worker_batch_ms / 1000):
-                await engine.handle(batch, table)
+                try:
+                    await engine.handle(batch, table)
+                except Exception:
+                    # take_events acks a batch even when its body raises, and a restarted agent or a
+                    # graceful stop would then commit it unprocessed. Exit at once instead: nothing
+                    # is committed, and the restarted worker replays the batch (dedupe makes that safe).
+                    _exit("a batch failed; exiting without committing it")
         finally:
             engine.stop()
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from stream_app.contracts import ContractError, DeadLetter, Event, decode_event
 
 FORGET = "forget"
+RAW_LIMIT = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +42,21 @@ class Rejected:
 
 
 def dead_letter(record: RawRecord, reason: str, error: str) -> Rejected:
-    """The dead-letter record of ``record``: raw bytes as text when they are UTF-8, base64 otherwise."""
+    """The dead-letter record of ``record``: raw bytes as text when they are UTF-8, base64 otherwise.
+
+    Payloads over ``RAW_LIMIT`` bytes are cut (the error says so): a dead letter must fit in one
+    Kafka message, and topic, partition and offset locate the full original.
+    """
     raw = record.value or b""
+    cut = raw[:RAW_LIMIT]
     try:
-        text, encoding = raw.decode("utf-8"), "utf-8"
+        text, encoding = raw.decode("utf-8")[:RAW_LIMIT], "utf-8"
     except UnicodeDecodeError:
-        text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        text, encoding = base64.b64encode(cut).decode("ascii"), "base64"
+    if len(raw) > RAW_LIMIT:
+        error = f"{error} [raw cut to its first {RAW_LIMIT} of {len(raw)} bytes/characters]"
     letter = DeadLetter(
-        error=error,
+        error=error[:RAW_LIMIT],
         reason=reason,
         topic=record.topic,
         partition=record.partition,

@@ -18,13 +18,19 @@ from confluent_kafka import Message, Producer
 from stream_app.client import RecordConsumer
 from stream_app.contracts import EVENT_TYPES, Event
 from stream_app.settings import Settings
+from stream_app.worker.decode import RawRecord
+from stream_app.worker.item_index import Catalog, ItemIndex
+from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving, process_batch
 from stream_app.worker.state_codec import UserState, decode_state
+from stream_app.worker.trending import Trending
 
 WORKER_READY_S = 90.0
 
 
 def produce(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
-    producer = Producer({**settings.kafka_config(), "linger.ms": 5, "partitioner": "murmur2_random"})
+    producer = Producer(
+        {**settings.kafka_config(), "linger.ms": 5, "partitioner": "murmur2_random", "message.max.bytes": 2_000_000}
+    )
     for key, value in records:
         producer.produce(topic, value=value, key=key)
     assert producer.flush(30) == 0
@@ -123,6 +129,39 @@ def stepwise_reference(runtime, events: list[Event]) -> Reference:
     return Reference(interest, states)
 
 
+class InProcessRun:
+    """Batches through process_batch with the user states kept as the table would: bytes by user."""
+
+    def __init__(self, runtime, config: PipelineConfig) -> None:
+        self.serving = Serving(runtime, ItemIndex.for_model(runtime, Catalog()))
+        self.config = config
+        self.trending = Trending(3600)
+        self.states: dict[str, bytes] = {}
+        self.offset = 0
+
+    def records(self, events: list[Event]) -> list[RawRecord]:
+        out = []
+        for e in events:
+            out.append(RawRecord("t.events", 0, self.offset, e.user_id.encode(), msgspec.json.encode(e)))
+            self.offset += 1
+        return out
+
+    def batch(self, records: list[RawRecord]) -> BatchResult:
+        result = process_batch(
+            records, lambda user, _p: self.states.get(user), self.serving, self.trending, self.config
+        )
+        for w in result.writes:
+            if w.value is None:
+                self.states.pop(w.user_id, None)
+            else:
+                self.states[w.user_id] = w.value
+        return result
+
+    def events(self, events: list[Event], batch_size: int) -> list[BatchResult]:
+        records = self.records(events)
+        return [self.batch(records[i : i + batch_size]) for i in range(0, len(records), batch_size)]
+
+
 class WorkerProcess:
     """``istream worker`` in a subprocess, its output in a log file."""
 
@@ -167,7 +206,16 @@ class WorkerProcess:
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
-        self._log.close()
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
 
     def stop(self, timeout: float = 20.0) -> int:
         if self.proc.poll() is None:
@@ -177,5 +225,6 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
         return self.proc.returncode

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from stream_app.worker.decode import RawRecord, decode_records, group_by_user
+from stream_app.worker.decode import RAW_LIMIT, RawRecord, decode_records, group_by_user
 
 
 def _record(value, key=b"u1", offset=0, partition=1) -> RawRecord:
@@ -42,7 +42,7 @@ def test_bad_records_become_dead_letters_with_reason(value, reason):
     if letter.raw_encoding == "base64":
         assert base64.b64decode(letter.raw) == raw
     else:
-        assert letter.raw.encode() == raw
+        assert letter.raw.encode() == raw[:RAW_LIMIT]
 
 
 def test_key_must_be_the_user_id():
@@ -71,3 +71,12 @@ def test_group_by_user_keeps_each_users_order():
         "b": ["b-1", "b-4"],
         "c": ["c-3"],
     }
+
+
+def test_oversized_payloads_are_cut_in_the_dead_letter():
+    text = b'{"text": "' + "é".encode() * RAW_LIMIT + b'"}'
+    binary = b"\xff" * (RAW_LIMIT + 10)
+    _, rejected = decode_records([_record(text), _record(binary)])
+    as_text, as_base64 = (r.letter for r in rejected)
+    assert as_text.raw_encoding == "utf-8" and len(as_text.raw) == RAW_LIMIT and "cut" in as_text.error
+    assert as_base64.raw_encoding == "base64" and base64.b64decode(as_base64.raw) == binary[:RAW_LIMIT]

@@ -10,45 +10,11 @@ from stream_app import topics
 from stream_app.contracts import DeadLetter, Event, InterestVector, Recommendation
 from stream_app.worker.decode import RawRecord
 from stream_app.worker.item_index import Catalog, ItemIndex
-from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving, process_batch
+from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving
 from stream_app.worker.state_codec import decode_state
-from stream_app.worker.trending import Trending
-from tests.stream_app.worker.fixtures import make_events, stepwise_reference
+from tests.stream_app.worker.fixtures import InProcessRun, make_events, stepwise_reference
 
 CONFIG = PipelineConfig(top_k=5, lateness_ms=3_600_000, window=32, seen=10, cold_start_events=0)
-
-
-class Run:
-    """Batches through process_batch with the user states kept as the table would: bytes by user."""
-
-    def __init__(self, runtime, config: PipelineConfig = CONFIG) -> None:
-        self.serving = Serving(runtime, ItemIndex.for_model(runtime, Catalog()))
-        self.config = config
-        self.trending = Trending(3600)
-        self.states: dict[str, bytes] = {}
-        self.offset = 0
-
-    def records(self, events: list[Event]) -> list[RawRecord]:
-        out = []
-        for e in events:
-            out.append(RawRecord("t.events", 0, self.offset, e.user_id.encode(), msgspec.json.encode(e)))
-            self.offset += 1
-        return out
-
-    def batch(self, records: list[RawRecord]) -> BatchResult:
-        result = process_batch(
-            records, lambda user, _p: self.states.get(user), self.serving, self.trending, self.config
-        )
-        for w in result.writes:
-            if w.value is None:
-                self.states.pop(w.user_id, None)
-            else:
-                self.states[w.user_id] = w.value
-        return result
-
-    def events(self, events: list[Event], batch_size: int) -> list[BatchResult]:
-        records = self.records(events)
-        return [self.batch(records[i : i + batch_size]) for i in range(0, len(records), batch_size)]
 
 
 def _outputs(results: list[BatchResult], kind: str, decode_as):
@@ -63,7 +29,7 @@ def _outputs(results: list[BatchResult], kind: str, decode_as):
 @pytest.mark.parametrize("batch_size", [1, 7, 1000])
 def test_batches_equal_the_stepwise_reference(runtime, batch_size):
     events = make_events(runtime.item_ids, n_users=6, per_user=10, seed=batch_size)
-    run = Run(runtime)
+    run = InProcessRun(runtime, CONFIG)
     results = run.events(events, batch_size)
     ref = stepwise_reference(runtime, events)
 
@@ -81,7 +47,7 @@ def test_batches_equal_the_stepwise_reference(runtime, batch_size):
 
 def test_events_of_one_user_apply_in_order_within_a_batch(runtime):
     events = make_events(runtime.item_ids, n_users=1, per_user=12, seed=3)
-    run = Run(runtime)
+    run = InProcessRun(runtime, CONFIG)
     (result,) = run.events(events, 100)
     ref = stepwise_reference(runtime, events)
     vectors = _outputs([result], topics.VECTORS, InterestVector)
@@ -94,7 +60,7 @@ def test_events_of_one_user_apply_in_order_within_a_batch(runtime):
 
 def test_redelivered_events_change_nothing_and_emit_nothing(runtime):
     events = make_events(runtime.item_ids, n_users=4, per_user=8, seed=5)
-    run = Run(runtime)
+    run = InProcessRun(runtime, CONFIG)
     run.events(events, 10)
     before = dict(run.states)
     (again,) = run.events(events[5:25], 100)
@@ -104,7 +70,7 @@ def test_redelivered_events_change_nothing_and_emit_nothing(runtime):
 
 
 def test_late_events_go_to_dead_letter(runtime):
-    run = Run(runtime)
+    run = InProcessRun(runtime, CONFIG)
     first = Event(event_id="a", user_id="u", item_id=runtime.item_ids[0], type="click", ts=10 * 3_600_000)
     stale = Event(event_id="b", user_id="u", item_id=runtime.item_ids[1], type="click", ts=10 * 3_600_000 - 1000)
     late = Event(event_id="c", user_id="u", item_id=runtime.item_ids[1], type="click", ts=5 * 3_600_000)
@@ -115,7 +81,7 @@ def test_late_events_go_to_dead_letter(runtime):
 
 
 def test_bad_records_are_dead_lettered_and_good_ones_around_them_processed(runtime):
-    run = Run(runtime)
+    run = InProcessRun(runtime, CONFIG)
     good = make_events(runtime.item_ids, n_users=2, per_user=2, seed=9)
     records = run.records(good[:2])
     records.append(RawRecord("t.events", 0, 99, b"user-0", b"\xff not json"))
@@ -127,7 +93,7 @@ def test_bad_records_are_dead_lettered_and_good_ones_around_them_processed(runti
 
 
 def test_forget_deletes_the_state_and_emits_tombstones(runtime):
-    run = Run(runtime)
+    run = InProcessRun(runtime, CONFIG)
     events = make_events(runtime.item_ids, n_users=1, per_user=3, seed=11)
     forget = Event(event_id="f", user_id="user-0", item_id="-", type="forget", ts=events[-1].ts + 1)
     after = Event(event_id="n", user_id="user-0", item_id=runtime.item_ids[2], type="like", ts=events[-1].ts + 2)
@@ -155,7 +121,7 @@ def test_state_of_another_model_is_rebuilt_from_its_window(runtime, other_bundle
     other = load_runtime(other_bundle)
     events = [e for e in make_events(runtime.item_ids, n_users=3, per_user=6, seed=13) if e.text is None]
     history, new = events[:-3], events[-3:]
-    run = Run(runtime)
+    run = InProcessRun(runtime, CONFIG)
     run.events(history, 50)
     run.serving = Serving(other, ItemIndex.for_model(other, Catalog()))
     (result,) = run.events(new, 50)
@@ -167,7 +133,7 @@ def test_state_of_another_model_is_rebuilt_from_its_window(runtime, other_bundle
 
 
 def test_recommendations_rank_unseen_items_and_say_because(runtime):
-    run = Run(runtime)
+    run = InProcessRun(runtime, CONFIG)
     events = make_events(runtime.item_ids, n_users=3, per_user=6, seed=17)
     results = run.events(events, 50)
     matrix = {item: runtime.item_matrix[i] for i, item in enumerate(runtime.item_ids)}
@@ -195,7 +161,7 @@ def test_recommendations_rank_unseen_items_and_say_because(runtime):
 
 def test_cold_users_get_trending_items(runtime):
     config = PipelineConfig(top_k=3, cold_start_events=2)
-    run = Run(runtime, config)
+    run = InProcessRun(runtime, config)
     popular = runtime.item_ids[:3]
     picks = [0] * 6 + [1] * 4 + [2] * 2
     crowd = [
@@ -214,7 +180,7 @@ def test_cold_users_get_trending_items(runtime):
 
 
 def test_unreadable_stored_state_restarts_the_user(runtime):
-    run = Run(runtime)
+    run = InProcessRun(runtime, CONFIG)
     run.states["user-0"] = b"\x07garbage"
     events = make_events(runtime.item_ids, n_users=1, per_user=2, seed=19)
     (result,) = run.events(events, 10)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+
 import msgspec
 import numpy as np
 import pytest
 
-from stream_app.contracts import InterestVector, Recommendation
+from stream_app.contracts import DeadLetter, InterestVector, Recommendation
+from stream_app.worker.decode import RAW_LIMIT
 from tests.stream_app.worker.fixtures import (
     WorkerProcess,
     changelog_topic,
     final_states,
     make_events,
+    produce,
     produce_events,
     read_topic,
     stepwise_reference,
@@ -24,14 +28,12 @@ def test_every_event_gives_one_vector_and_one_recommendation_equal_to_the_stepwi
     settings, topics, registry, runtime, tmp_path
 ):
     events = make_events(runtime.item_ids, n_users=25, per_user=12, seed=21)
-    worker = WorkerProcess(settings, registry, tmp_path / "state", tmp_path / "worker.log")
-    try:
+    with WorkerProcess(settings, registry, tmp_path / "state", tmp_path / "worker.log") as worker:
         produce_events(settings, topics["events"], events)
         vector_msgs = read_topic(settings, topics["vectors"], expect=len(events), timeout=120)
         rec_msgs = read_topic(settings, topics["recommendations"], expect=len(events), timeout=30, idle=0.5)
         states = final_states(settings, changelog_topic(settings))
-    finally:
-        assert worker.stop() == 0, worker.output()[-3000:]
+    assert worker.returncode == 0, worker.output()[-3000:]
 
     vectors = [msgspec.json.decode(m.value(), type=InterestVector) for m in vector_msgs]
     recs = [msgspec.json.decode(m.value(), type=Recommendation) for m in rec_msgs]
@@ -51,3 +53,97 @@ def test_every_event_gives_one_vector_and_one_recommendation_equal_to_the_stepwi
     for user, (partition, state) in states.items():
         assert partition == event_partition[user]
         np.testing.assert_allclose(state.state, ref.states[user], atol=1e-5)
+
+
+def _event_ids(messages) -> list[str]:
+    return [msgspec.json.decode(m.value(), type=InterestVector).event_id for m in messages if m.value() is not None]
+
+
+def test_a_redelivered_slice_changes_nothing_and_emits_nothing(settings, topics, registry, runtime, tmp_path):
+    events = make_events(runtime.item_ids, n_users=10, per_user=10, seed=23)
+    # fresh users after the duplicates, in both partitions: their outputs show the worker got past them
+    markers = make_events(runtime.item_ids, n_users=8, per_user=1, seed=24, t0=1_800_000_000_000)
+    markers = [msgspec.structs.replace(m, user_id=f"marker-{i}") for i, m in enumerate(markers)]
+    with WorkerProcess(settings, registry, tmp_path / "state", tmp_path / "worker.log") as worker:
+        produce_events(settings, topics["events"], events)
+        read_topic(settings, topics["vectors"], expect=len(events), timeout=120, idle=0.5)
+        before = final_states(settings, changelog_topic(settings))
+        produce_events(settings, topics["events"], events[30:80] + markers)
+        vectors = read_topic(settings, topics["vectors"], expect=len(events) + len(markers), timeout=60)
+        recs = read_topic(settings, topics["recommendations"], expect=len(events) + len(markers), timeout=30)
+        after = final_states(settings, changelog_topic(settings))
+    assert worker.returncode == 0, worker.output()[-3000:]
+    marker_partitions = {p for p, _ in (after[m.user_id] for m in markers)}
+    assert marker_partitions == {0, 1}
+    assert sorted(_event_ids(vectors)) == sorted(e.event_id for e in events + markers)
+    assert len(recs) == len(events) + len(markers)
+    for user, (partition, state) in before.items():
+        assert after[user][0] == partition
+        np.testing.assert_array_equal(after[user][1].state, state.state)
+        assert after[user][1].applied == state.applied == 10
+
+
+BAD_INPUT = [
+    ("not JSON", None, b"{this is not json", "json"),
+    ("wrong types", None, b'{"event_id":"x1","user_id":"u-bad","item_id":"i","type":"click","ts":"noon"}', "schema"),
+    ("missing fields", None, b'{"event_id":"x2","user_id":"u-bad","type":"click"}', "schema"),
+    ("unknown type", None, b'{"event_id":"x3","user_id":"u-bad","item_id":"i","type":"hover","ts":5}', "schema"),
+    (
+        "comment without text",
+        None,
+        b'{"event_id":"x4","user_id":"u-bad","item_id":"i","type":"comment","ts":5}',
+        "schema",
+    ),
+    (
+        "1 MB text",
+        None,
+        b'{"event_id":"x5","user_id":"u-bad","item_id":"i","type":"comment","ts":5,"text":"' + b"a" * 1_000_000 + b'"}',
+        "schema",
+    ),
+    (
+        "invalid UTF-8",
+        None,
+        b'{"event_id":"x6\xc3\x28","user_id":"u-bad","item_id":"i","type":"click","ts":5}',
+        "encoding",
+    ),
+    ("negative ts", None, b'{"event_id":"x7","user_id":"u-bad","item_id":"i","type":"click","ts":-1}', "schema"),
+    (
+        "huge ids",
+        None,
+        b'{"event_id":"' + b"9" * 100_000 + b'","user_id":"u-bad","item_id":"i","type":"click","ts":5}',
+        "schema",
+    ),
+    ("huge number", None, b'{"event_id":"x8","user_id":"u-bad","item_id":"i","type":"click","ts":1e300}', "schema"),
+    (
+        "key is not the user",
+        b"someone",
+        b'{"event_id":"x9","user_id":"u-bad","item_id":"i","type":"click","ts":5}',
+        "key",
+    ),
+    ("empty value without key", b"", None, "empty"),
+]
+
+
+def test_bad_input_lands_in_dead_letter_with_a_reason_and_good_events_around_it_are_processed(
+    settings, topics, registry, runtime, tmp_path
+):
+    good = make_events(runtime.item_ids, n_users=6, per_user=4, seed=25)
+    records: list[tuple[bytes | None, bytes | None]] = []
+    for i, (_, key, value, _) in enumerate(BAD_INPUT):
+        records.append((good[2 * i].user_id.encode(), msgspec.json.encode(good[2 * i])))
+        records.append((key if key is not None else b"u-bad", value))
+        records.append((good[2 * i + 1].user_id.encode(), msgspec.json.encode(good[2 * i + 1])))
+    records += [(e.user_id.encode(), msgspec.json.encode(e)) for e in good[2 * len(BAD_INPUT) :]]
+    with WorkerProcess(settings, registry, tmp_path / "state", tmp_path / "worker.log") as worker:
+        produce(settings, topics["events"], records)
+        letters = read_topic(settings, topics["deadletter"], expect=len(BAD_INPUT), timeout=120)
+        vectors = read_topic(settings, topics["vectors"], expect=len(good), timeout=30, idle=0.5)
+    assert worker.returncode == 0, worker.output()[-3000:]
+    assert sorted(_event_ids(vectors)) == sorted(e.event_id for e in good)
+    dead = [msgspec.json.decode(m.value(), type=DeadLetter) for m in letters]
+    assert len(dead) == len(BAD_INPUT)
+    by_raw = {(base64.b64decode(d.raw) if d.raw_encoding == "base64" else d.raw.encode()): d for d in dead}
+    for name, _, value, reason in BAD_INPUT:
+        letter = by_raw[(value or b"")[:RAW_LIMIT]]
+        assert letter.reason == reason, name
+        assert letter.topic == topics["events"] and letter.error and letter.offset >= 0, name
