@@ -188,10 +188,16 @@ def service_env(service: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in env.items()}
 
 
+def _image_exec(image: str, name: str) -> list[str]:
+    # an image no Dockerfile builds has no known defaults (test_images_and_tags_agree_everywhere says so)
+    dockerfile = dockerfiles().get(image)
+    return (dockerfile.exec_form(name) if dockerfile else None) or []
+
+
 def service_argvs(service: dict[str, Any]) -> list[list[str]]:
-    image = dockerfiles()[service["image"]]
-    entrypoint = _as_list(service["entrypoint"]) if "entrypoint" in service else image.exec_form("ENTRYPOINT") or []
-    command = _as_list(service["command"]) if "command" in service else image.exec_form("CMD") or []
+    image = service["image"]
+    entrypoint = _as_list(service["entrypoint"]) if "entrypoint" in service else _image_exec(image, "ENTRYPOINT")
+    command = _as_list(service["command"]) if "command" in service else _image_exec(image, "CMD")
     return container_argv(entrypoint, command)
 
 
@@ -236,9 +242,9 @@ def our_containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
 
 
 def container_argvs(container: dict[str, Any]) -> list[list[str]]:
-    image = dockerfiles()[container["image"]]
-    entrypoint = container.get("command") or image.exec_form("ENTRYPOINT") or []
-    args = container.get("args") if "args" in container or "command" in container else image.exec_form("CMD")
+    image = container["image"]
+    entrypoint = container.get("command") or _image_exec(image, "ENTRYPOINT")
+    args = container.get("args") if "args" in container or "command" in container else _image_exec(image, "CMD")
     return container_argv(entrypoint, args or [])
 
 

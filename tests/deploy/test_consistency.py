@@ -183,6 +183,15 @@ def test_images_and_tags_agree_everywhere() -> None:
     assert set(overrides.values()) == {VERSION}
 
 
+def test_gpu_override_builds_the_gpu_worker_for_every_worker() -> None:
+    override = yaml.safe_load((m.COMPOSE_FILE.parent / "docker-compose.gpu.yml").read_text(encoding="utf-8"))
+    workers = {n for n, s in m.our_services().items() if m.service_argvs(s) == [["istream", "worker"]]}
+    assert set(override["services"]) == workers
+    for name, service in override["services"].items():
+        built = m.read_dockerfile(m.ROOT / service["build"]["dockerfile"])
+        assert built.image() == service["image"] == f"interest-stream/worker-gpu:{VERSION}", name
+
+
 def test_every_image_is_built_from_the_compose_file() -> None:
     built = {s["image"] for s in m.compose()["services"].values() if "build" in s}
     used = {s["image"] for s in m.our_services().values()}
