@@ -250,7 +250,7 @@ class RecordConsumer(Generic[R]):
                 continue
             try:
                 yield self._decoder.decode(value)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
                 raise ContractError(
                     "schema", f"{self.topic}[{msg.partition()}]@{msg.offset()} does not decode: {exc}"
                 ) from None
