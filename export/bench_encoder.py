@@ -1,0 +1,205 @@
+"""Comment-encoder throughput: torch vs ONNX Runtime fp32, optimized and int8 (and CUDA fp32/fp16
+when a GPU is present), on the same tokenized batches, in one run.
+
+Every backend sees identical batches: texts are tokenized once, sorted by length and cut into
+batches padded to each batch's longest text (what the worker runtime does), then the batches are
+shuffled so a time-limited run measures a representative mix of lengths.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from export.bundle import export_encoder
+from export.comment_tokenizer import CommentTokenizer
+from export.optimize import optimize_encoder, quantize_encoder
+from export.sessions import CUDA, ModelSession, SessionFactory, SessionOptions, cuda_candidate
+from models.comment_encoder import CommentEncoder
+
+AMAZON_REVIEWS = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared/data/amazon-musical-instruments-5core/Musical_Instruments_5.json.gz"
+)
+Batch = dict[str, np.ndarray]
+
+
+def load_texts(path: Path | None, limit: int) -> tuple[list[str], str]:
+    """(texts, where they came from): an Amazon reviews file (.json/.json.gz, one review per line),
+    a plain text file (one comment per line), or generated comments when no file is given or found."""
+    from models.datasets.amazon import review_text
+
+    path = path or (AMAZON_REVIEWS if AMAZON_REVIEWS.is_file() else None)
+    if path is None:
+        from models.datasets.synthetic import generate
+
+        events, items, _ = generate(users=100, items=300, events=4000, seed=0)
+        texts = [e["text"] for e in events if "text" in e] + [i["text"] for i in items]
+        return texts[:limit], "generated (models.datasets.synthetic)"
+    opener = gzip.open if path.suffix == ".gz" else open
+    texts = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if len(texts) >= limit:
+                break
+            if path.name.endswith((".json", ".json.gz")):
+                review = json.loads(line)
+                text = review_text(review.get("summary") or "", review.get("reviewText") or "")
+            else:
+                text = line.rstrip("\n")
+            if text:
+                texts.append(text)
+    return texts, str(path)
+
+
+def make_batches(tokenizer: CommentTokenizer, texts: list[str], batch_size: int) -> list[Batch]:
+    batches = [feeds for _, feeds in tokenizer.batches(texts, batch_size)]
+    order = np.random.default_rng(batch_size).permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+def throughput(run: Callable[[Batch], Any], batches: list[Batch], seconds: float) -> float:
+    """Sentences per second over ``batches`` (stopping after ``seconds``), after one warm-up run."""
+    run(batches[0])
+    done, start = 0, time.perf_counter()
+    for batch in batches:
+        run(batch)
+        done += len(batch["input_ids"])
+        if time.perf_counter() - start >= seconds:
+            break
+    return done / (time.perf_counter() - start)
+
+
+def _embed(run: Callable[[Batch], np.ndarray], batches: list[Batch]) -> np.ndarray:
+    return np.concatenate([run(b) for b in batches])
+
+
+def _fp16_model(src: Path, dst: Path, encoder: CommentEncoder) -> None:
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    cfg = encoder.backbone.config
+    model = optimize_model(str(src), "bert", cfg.num_attention_heads, cfg.hidden_size, opt_level=0, use_gpu=True)
+    model.convert_float_to_float16(keep_io_types=True)
+    model.save_model_to_file(str(dst))
+
+
+def run_benchmark(
+    texts: list[str],
+    batch_sizes: list[int],
+    *,
+    encoder_path: str | None = None,
+    max_length: int = 128,
+    threads: int | None = None,
+    seconds: float = 3.0,
+) -> dict[str, Any]:
+    """Sentences/s per backend and batch size, accuracy against torch/fp32, and the run's context."""
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    encoder = CommentEncoder.from_pretrained(encoder_path, max_length=max_length)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        export_encoder(encoder, work / "encoder.onnx")
+        cfg = encoder.backbone.config
+        heads, hidden = cfg.num_attention_heads, cfg.hidden_size
+        fusions = optimize_encoder(work / "encoder.onnx", work / "encoder.opt.onnx", heads, hidden)
+        quantize_encoder(work / "encoder.onnx", work / "encoder.int8.onnx")
+        encoder.tokenizer.save_pretrained(work / "tokenizer")
+        tokenizer = CommentTokenizer(work / "tokenizer" / "tokenizer.json", max_length)
+
+        cpu = SessionFactory(SessionOptions(device="cpu", intra_op_threads=threads, inter_op_threads=1))
+        sessions: dict[str, ModelSession] = {
+            "ort-fp32": cpu.session(work / "encoder.onnx"),
+            "ort-optimized": cpu.session(work / "encoder.opt.onnx"),
+            "ort-int8": cpu.session(work / "encoder.int8.onnx"),
+        }
+        if cuda_candidate("auto"):
+            gpu = SessionFactory(SessionOptions(device="auto"))
+            _fp16_model(work / "encoder.onnx", work / "encoder.fp16.onnx", encoder)
+            for name, file in (("cuda-fp32", "encoder.onnx"), ("cuda-fp16", "encoder.fp16.onnx")):
+                session = gpu.session(work / file)
+                if session.provider == CUDA:
+                    sessions[name] = session
+
+        def torch_run(batch: Batch) -> np.ndarray:
+            with torch.inference_mode():
+                return encoder(torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"])).numpy()
+
+        runs: dict[str, Callable[[Batch], np.ndarray]] = {"torch": torch_run}
+        runs.update({name: (lambda b, s=s: s.run(b)[0]) for name, s in sessions.items()})
+
+        accuracy_batches = make_batches(tokenizer, texts, 32)
+        reference = {name: _embed(run, accuracy_batches) for name, run in runs.items()}
+        results = []
+        for batch_size in batch_sizes:
+            batches = make_batches(tokenizer, texts, batch_size)
+            for name, run in runs.items():
+                results.append(
+                    {"backend": name, "batch": batch_size, "sentences_per_s": throughput(run, batches, seconds)}
+                )
+
+    fp32 = reference["ort-fp32"]
+    accuracy = {"ort-fp32_vs_torch_max_abs_diff": float(np.abs(fp32 - reference["torch"]).max())}
+    for name, emb in reference.items():
+        if name not in ("torch", "ort-fp32"):
+            cosine = (emb * fp32).sum(1) / np.linalg.norm(emb, axis=1) / np.linalg.norm(fp32, axis=1)
+            accuracy[f"{name}_cosine_to_fp32"] = {"mean": float(cosine.mean()), "min": float(cosine.min())}
+    by_key = {(r["backend"], r["batch"]): r["sentences_per_s"] for r in results}
+    for r in results:
+        r["vs_ort_fp32"] = r["sentences_per_s"] / by_key[("ort-fp32", r["batch"])]
+        r["vs_torch"] = r["sentences_per_s"] / by_key[("torch", r["batch"])]
+    lengths = [int(b["attention_mask"].sum()) for b in accuracy_batches]
+    return {
+        "context": {
+            "threads": threads,
+            "cpu_count": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "onnxruntime": ort.__version__,
+            "torch": str(torch.__version__),
+            "encoder": encoder.path,
+            "max_length": max_length,
+            "texts": len(texts),
+            "mean_tokens": sum(lengths) / len(texts),
+            "padding": "sorted by length, padded to each batch's longest",
+            "seconds_per_measurement": seconds,
+            "fusions": fusions,
+        },
+        "results": results,
+        "accuracy": accuracy,
+    }
+
+
+def targets(report: dict[str, Any]) -> dict[str, dict[str, float | bool]]:
+    """The issue's CPU targets, where the run measured what they need."""
+    by_key = {(r["backend"], r["batch"]): r for r in report["results"]}
+    checks = {}
+    if ("ort-int8", 32) in by_key:
+        ratio = by_key[("ort-int8", 32)]["vs_ort_fp32"]
+        cosine = report["accuracy"]["ort-int8_cosine_to_fp32"]["mean"]
+        met = ratio >= 2.0 and cosine >= 0.99
+        checks["int8 >= 2x fp32 at batch 32, cosine >= 0.99"] = {"ratio": ratio, "cosine": cosine, "met": met}
+    if ("ort-fp32", 1) in by_key:
+        ratio = by_key[("ort-fp32", 1)]["vs_torch"]
+        checks["ort fp32 >= 3x torch at batch 1"] = {"ratio": ratio, "met": ratio >= 3.0}
+    return checks
+
+
+def format_table(report: dict[str, Any]) -> str:
+    rows = [f"{'backend':<14} {'batch':>5} {'sent/s':>9} {'x ort-fp32':>10} {'x torch':>8}"]
+    for r in report["results"]:
+        rows.append(
+            f"{r['backend']:<14} {r['batch']:>5} {r['sentences_per_s']:>9.1f} {r['vs_ort_fp32']:>10.2f} "
+            f"{r['vs_torch']:>8.2f}"
+        )
+    return "\n".join(rows)

@@ -1,0 +1,70 @@
+"""export_bundle: what a bundle holds, and how export refuses bad targets without leaving debris."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from export.bundle import export_bundle
+from export.exceptions import ExportError
+from export.integrity import sha256_file, verify_bundle
+from export.manifest import MANIFEST, SIGNATURE
+
+
+def test_manifest_describes_every_file(tiny_bundle: Path, tiny_checkpoint: Path) -> None:
+    manifest = verify_bundle(tiny_bundle)
+    on_disk = {p.relative_to(tiny_bundle).as_posix() for p in tiny_bundle.rglob("*") if p.is_file()}
+    assert set(manifest.files) == on_disk - {MANIFEST}
+    for name, entry in manifest.files.items():
+        assert entry.sha256 == sha256_file(tiny_bundle / name)
+        assert entry.size == (tiny_bundle / name).stat().st_size
+    assert set(manifest.graphs) == {"encoder", "encoder_int8", "step", "item_tower"}
+    assert [t.name for t in manifest.graphs["step"].inputs] == [
+        "state", "item_vec", "event_type", "comment_emb", "has_text", "rating", "gap_s",
+    ]  # fmt: skip
+    assert manifest.graphs["step"].outputs[0].shape == ("batch", 96)
+    assert (manifest.text_dim, manifest.dim, manifest.state_dim) == (32, 16, 96)
+    assert "tokenizer/tokenizer.json" in manifest.tokenizer.files and manifest.tokenizer.max_length == 128
+    assert manifest.item_table.count == 20 and manifest.model_config["n_items"] == 20
+    assert manifest.metrics == {"hr@10": 0.125, "ndcg@10": 0.0625}
+    assert manifest.parent_version is None and manifest.created_at.endswith("+00:00")
+    assert manifest.export["opset"] == 17 and manifest.export["step_max_abs_diff"] <= 1e-4
+    # the torch checkpoint travels with the bundle, byte for byte
+    for name in ("config.json", "model.pt", "items.json", "item_text_emb.npy", "metrics.json", "history.json"):
+        assert f"checkpoint/{name}" in manifest.checkpoint
+        assert (tiny_bundle / "checkpoint" / name).read_bytes() == (tiny_checkpoint / name).read_bytes()
+
+
+def test_refuses_non_empty_target_and_leaves_no_debris(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("x")
+    with pytest.raises(ExportError, match="not empty"):
+        export_bundle(tiny_checkpoint, tmp_path / "taken")
+    with pytest.raises(ExportError, match="cannot export"):
+        export_bundle(tmp_path / "taken", tmp_path / "out")  # not a checkpoint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_broken_encoder_path_is_an_export_error(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for f in tiny_checkpoint.iterdir():
+        (ckpt / f.name).write_bytes(f.read_bytes())
+    config = json.loads((ckpt / "config.json").read_text())
+    config["encoder_path"] = str(tmp_path / "no-such-encoder")
+    (ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ExportError, match="no-such-encoder"):
+        export_bundle(ckpt, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_signed_export_with_parent(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    manifest = export_bundle(
+        tiny_checkpoint, tmp_path / "b", parent_version="20260101T000000Z-abcdef12", signing_key="k", opset=18
+    )
+    assert (tmp_path / "b" / SIGNATURE).is_file()
+    assert verify_bundle(tmp_path / "b", "k") == manifest
+    assert manifest.parent_version == "20260101T000000Z-abcdef12" and manifest.export["opset"] == 18
+    assert "encoder_int8" not in manifest.graphs
