@@ -34,12 +34,12 @@ AMAZON_REVIEWS = (
 Batch = dict[str, np.ndarray]
 
 
-def load_texts(path: Path | None, limit: int) -> tuple[list[str], str]:
+def load_texts(path: Path | None, limit: int, default: Path = AMAZON_REVIEWS) -> tuple[list[str], str]:
     """(texts, where they came from): an Amazon reviews file (.json/.json.gz, one review per line),
     a plain text file (one comment per line), or generated comments when no file is given or found."""
     from models.datasets.amazon import review_text
 
-    path = path or (AMAZON_REVIEWS if AMAZON_REVIEWS.is_file() else None)
+    path = path or (default if default.is_file() else None)
     if path is None:
         from models.datasets.synthetic import generate
 
