@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "models": "stream_app.cli.models:models",
     "bench": "stream_app.cli.bench:bench",
     "worker": "stream_app.cli.worker:worker",
+    "finetune": "stream_app.cli.finetune:finetune",
 }
 
 
