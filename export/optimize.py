@@ -25,8 +25,25 @@ def optimize_encoder(src: Path, dst: Path, num_heads: int, hidden_size: int) -> 
     return fused
 
 
+class _NoPreprocessHint(logging.Filter):
+    """quantize_dynamic logs a hint on the root logger that does not apply to dynamic quantization."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
 def quantize_encoder(src: Path, dst: Path) -> dict[str, object]:
     """Dynamic int8 quantization for CPU; returns the options used (recorded in the manifest)."""
+    hint_filter = _NoPreprocessHint()
+    logging.getLogger().addFilter(hint_filter)
+    try:
+        _quantize(src, dst)
+    finally:
+        logging.getLogger().removeFilter(hint_filter)
+    return dict(INT8_OPTIONS)
+
+
+def _quantize(src: Path, dst: Path) -> None:
     quantize_dynamic(
         str(src),
         str(dst),
@@ -35,4 +52,3 @@ def quantize_encoder(src: Path, dst: Path) -> dict[str, object]:
         op_types_to_quantize=INT8_OPTIONS["op_types"],
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # the fused graph's contrib ops
     )
-    return dict(INT8_OPTIONS)

@@ -68,3 +68,16 @@ def test_signed_export_with_parent(tiny_checkpoint: Path, tmp_path: Path) -> Non
     assert verify_bundle(tmp_path / "b", "k") == manifest
     assert manifest.parent_version == "20260101T000000Z-abcdef12" and manifest.export["opset"] == 18
     assert "encoder_int8" not in manifest.graphs
+
+
+def test_optimized_int8_export_loads_and_matches(tiny_checkpoint: Path, tiny_bundle: Path, tmp_path: Path) -> None:
+    from export.runtime import RuntimeOptions, load_runtime
+
+    manifest = export_bundle(tiny_checkpoint, tmp_path / "opt", optimize=True, int8=True)
+    assert manifest.export["optimized"] and manifest.export["fusions"]
+    assert manifest.export["encoder_max_abs_diff"] <= 1e-4
+    texts = ["fused attention", "", "a longer sentence to give the attention something to do " * 5]
+    fp32 = RuntimeOptions(encoder_precision="fp32")
+    optimized, plain = load_runtime(tmp_path / "opt", fp32), load_runtime(tiny_bundle, fp32)
+    assert abs(optimized.encode(texts) - plain.encode(texts)).max() <= 1e-4
+    assert load_runtime(tmp_path / "opt").encode(texts).shape == (3, 32)  # int8 of the fused graph
