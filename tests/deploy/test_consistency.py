@@ -192,10 +192,10 @@ def test_gpu_override_builds_the_gpu_worker_for_every_worker() -> None:
         assert built.image() == service["image"] == f"interest-stream/worker-gpu:{VERSION}", name
 
 
-def test_every_image_is_built_from_the_compose_file() -> None:
-    built = {s["image"] for s in m.compose()["services"].values() if "build" in s}
-    used = {s["image"] for s in m.our_services().values()}
-    assert used <= built | {f"interest-stream/worker-gpu:{VERSION}"}, "a compose image has no build section"
+def test_every_service_builds_its_image() -> None:
+    # `docker compose up` would otherwise try to pull interest-stream/* from a registry
+    unbuilt = [name for name, service in m.our_services().items() if "build" not in service]
+    assert not unbuilt, f"compose services without a build section: {unbuilt}"
 
 
 def test_images_pin_the_tested_onnxruntime() -> None:
