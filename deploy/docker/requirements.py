@@ -3,8 +3,8 @@
 pyproject.toml picks onnxruntime-gpu on Linux x86_64 (the dev machines). A CPU image wants plain
 onnxruntime instead (no CUDA libraries, a fraction of the size) and a GPU image wants onnxruntime-gpu
 pinned to the version its CUDA base image matches, so both come from here. The image installs these
-requirements, then the project itself with ``pip install --no-deps .``. Stdlib only: it runs before
-anything is installed.
+requirements, then the project itself with ``pip install --no-deps .`` (so ``pip check`` in a CPU image
+reports onnxruntime-gpu as missing: expected). Stdlib only: it runs before anything is installed.
 
     python deploy/docker/requirements.py --onnxruntime cpu --version 1.31.1 [--extra train]
 """
