@@ -100,6 +100,7 @@ def run_benchmark(
     encoder_path: str | None = None,
     max_length: int = 128,
     threads: int | None = None,
+    spin: bool = False,
     seconds: float = 3.0,
 ) -> dict[str, Any]:
     """Sentences/s per backend and batch size, accuracy against torch/fp32, and the run's context."""
@@ -117,14 +118,16 @@ def run_benchmark(
         encoder.tokenizer.save_pretrained(work / "tokenizer")
         tokenizer = CommentTokenizer(work / "tokenizer" / "tokenizer.json", max_length)
 
-        cpu = SessionFactory(SessionOptions(device="cpu", intra_op_threads=threads, inter_op_threads=1))
+        cpu = SessionFactory(
+            SessionOptions(device="cpu", intra_op_threads=threads, inter_op_threads=1, allow_spinning=spin)
+        )
         sessions: dict[str, ModelSession] = {
             "ort-fp32": cpu.session(work / "encoder.onnx"),
             "ort-optimized": cpu.session(work / "encoder.opt.onnx"),
             "ort-int8": cpu.session(work / "encoder.int8.onnx"),
         }
         if cuda_candidate("auto"):
-            gpu = SessionFactory(SessionOptions(device="auto"))
+            gpu = SessionFactory(SessionOptions(device="auto", allow_spinning=spin))
             _fp16_model(work / "encoder.onnx", work / "encoder.fp16.onnx", encoder)
             for name, file in (("cuda-fp32", "encoder.onnx"), ("cuda-fp16", "encoder.fp16.onnx")):
                 session = gpu.session(work / file)
@@ -162,6 +165,7 @@ def run_benchmark(
     return {
         "context": {
             "threads": threads,
+            "ort_allow_spinning": spin,
             "cpu_count": os.cpu_count(),
             "load_average_before": load_before,
             "load_average_after": os.getloadavg(),

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     ort_graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
         "all", description="ONNX Runtime graph optimization level."
     )
+    ort_allow_spinning: bool = Field(
+        False, description="ONNX Runtime threads spin between runs: helps on idle dedicated cores, hurts shared ones."
+    )
     encoder_precision: Literal["auto", "fp32", "int8"] = Field(
         "auto", description="Comment encoder: auto = the bundle's int8 encoder on CPU when it has one, else fp32."
     )

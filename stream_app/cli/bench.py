@@ -38,6 +38,7 @@ def bench() -> None:
 @click.option("--encoder", "encoder_path", help="Local Hugging Face encoder directory (default: all-MiniLM-L6-v2).")
 @click.option("--max-length", default=128, show_default=True, type=click.IntRange(8, 512))
 @click.option("--threads", type=click.IntRange(1), help="CPU threads for torch and ONNX Runtime (default: all cores).")
+@click.option("--spin/--no-spin", default=False, show_default=True, help="Let ONNX Runtime threads spin between runs.")
 @click.option("--seconds", default=3.0, show_default=True, type=click.FloatRange(0.1), help="Time per measurement.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON.")
 @reports_errors
@@ -48,6 +49,7 @@ def encoder(
     encoder_path: str | None,
     max_length: int,
     threads: int | None,
+    spin: bool,
     seconds: float,
     out_file: Path | None,
 ) -> None:
@@ -59,7 +61,13 @@ def encoder(
         raise click.UsageError(f"no comments found in {source}")
     click.echo(f"{len(texts)} comments from {source}")
     report = run_benchmark(
-        texts, batch_sizes, encoder_path=encoder_path, max_length=max_length, threads=threads, seconds=seconds
+        texts,
+        batch_sizes,
+        encoder_path=encoder_path,
+        max_length=max_length,
+        threads=threads,
+        spin=spin,
+        seconds=seconds,
     )
     report["context"]["source"] = source
     report["targets"] = targets(report)

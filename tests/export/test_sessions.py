@@ -37,9 +37,14 @@ def test_provider_is_exposed_as_a_metric_label(tiny_bundle: Path) -> None:
 
 def test_options_from_settings() -> None:
     settings = Settings(
-        ort_device="cpu", ort_intra_op_threads=3, ort_inter_op_threads=2, ort_graph_optimization="extended"
+        ort_device="cpu",
+        ort_intra_op_threads=3,
+        ort_inter_op_threads=2,
+        ort_graph_optimization="extended",
+        ort_allow_spinning=True,
     )
-    assert SessionOptions.from_settings(settings) == SessionOptions("cpu", 3, 2, "extended")
+    assert SessionOptions.from_settings(settings) == SessionOptions("cpu", 3, 2, "extended", allow_spinning=True)
+    assert SessionOptions().ort_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 @pytest.mark.skipif(not no_gpu, reason="this machine has a GPU")
