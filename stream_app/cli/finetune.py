@@ -69,6 +69,7 @@ class Duration(click.ParamType):
     help="Skip the run when fewer users have a target in the held-out slice (default 20).",
 )
 @click.option("--seed", type=int, help="Seed of fine-tuning and replay sampling (default 0).")
+@click.option("--threads", type=click.IntRange(min=1), help="Torch threads for fine-tuning (default 2).")
 @click.option("--json", "as_json", is_flag=True, help="Print each decision record as one JSON line.")
 @bootstrap_option
 @prefix_option
@@ -87,6 +88,7 @@ def finetune(
     min_train_events: int | None,
     min_judged_users: int | None,
     seed: int | None,
+    threads: int | None,
     as_json: bool,
     bootstrap_servers: str | None,
     topic_prefix: str | None,

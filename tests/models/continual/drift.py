@@ -54,8 +54,11 @@ def planted_drift(users: int = 160, events: int = 10_000, seed: int = 1) -> Drif
     )
 
 
-def train_champion(events: list[dict], catalog: dict[str, str], out: Path, epochs: int = 8) -> Path:
-    """A tiny model trained on ``events`` with ``istream train``'s code, saved as a checkpoint."""
+def train_champion(
+    events: list[dict], catalog: dict[str, str], out: Path, epochs: int = 15, encoder: Path | None = None
+) -> Path:
+    """A tiny model trained on ``events`` with ``istream train``'s code, saved as a checkpoint
+    (comment encoder: ``encoder``, default all-MiniLM-L6-v2)."""
     from models.checkpoint import save_checkpoint
     from models.comment_encoder import CommentEncoder, EmbeddingCache
     from models.datasets import write_jsonl
@@ -64,7 +67,7 @@ def train_champion(events: list[dict], catalog: dict[str, str], out: Path, epoch
 
     write_jsonl(out.parent / "before.jsonl", events)
     write_jsonl(out.parent / "items.jsonl", [{"item_id": i, "text": t} for i, t in catalog.items()])
-    encoder = CommentEncoder.from_pretrained()
+    encoder = CommentEncoder.from_pretrained(encoder)
     data = load_training_data(out.parent / "before.jsonl", out.parent / "items.jsonl", encoder,
                               EmbeddingCache(out.parent / "cache"), progress=False)  # fmt: skip
     config = ModelConfig.tiny(len(data.item_ids), text_dim=encoder.dim, encoder_path=encoder.path)
