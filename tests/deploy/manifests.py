@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -14,8 +15,14 @@ from typing import Any
 
 import yaml
 
+from stream_app.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+VERSION = PROJECT["version"]
+WEB_PORT = Settings.model_fields["worker_web_port"].default
 DEPLOY = ROOT / "deploy"
+GUIDE = DEPLOY / "README.md"
 DOCKER = DEPLOY / "docker"
 COMPOSE_FILE = DEPLOY / "compose" / "docker-compose.yml"
 K8S = DEPLOY / "k8s"
@@ -267,3 +274,9 @@ def container_env(container: dict[str, Any]) -> dict[str, str]:
             env.update(secret_env(source["secretRef"]["name"]))
     env.update({e["name"]: str(e.get("value", "")) for e in container.get("env", [])})
     return env
+
+
+def k8s_kind(kind: str) -> dict[str, Any]:
+    """The one object of ``kind`` under deploy/k8s."""
+    (obj,) = [o for _, o in k8s_objects() if o["kind"] == kind]
+    return obj
