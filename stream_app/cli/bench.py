@@ -39,7 +39,10 @@ def bench() -> None:
 @click.option("--max-length", default=128, show_default=True, type=click.IntRange(8, 512))
 @click.option("--threads", type=click.IntRange(1), help="CPU threads for torch and ONNX Runtime (default: all cores).")
 @click.option("--spin/--no-spin", default=False, show_default=True, help="Let ONNX Runtime threads spin between runs.")
-@click.option("--seconds", default=3.0, show_default=True, type=click.FloatRange(0.1), help="Time per measurement.")
+@click.option(
+    "--seconds", default=3.0, show_default=True, type=click.FloatRange(0.1), help="Time per backend and batch size."
+)
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1), help="Turns per backend (best kept).")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON.")
 @reports_errors
 def encoder(
@@ -51,6 +54,7 @@ def encoder(
     threads: int | None,
     spin: bool,
     seconds: float,
+    rounds: int,
     out_file: Path | None,
 ) -> None:
     """Comment-encoder sentences/s: torch, ORT fp32, ORT optimized, ORT int8 (+ CUDA fp32/fp16 on a GPU)."""
@@ -68,6 +72,7 @@ def encoder(
         threads=threads,
         spin=spin,
         seconds=seconds,
+        n_rounds=rounds,
     )
     report["context"]["source"] = source
     report["targets"] = targets(report)
