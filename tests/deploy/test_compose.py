@@ -41,6 +41,7 @@ def test_compose_workers_state_registry_and_ports() -> None:
         data_dir = env.get("ISTREAM_WORKER_DATA_DIR", image_env["ISTREAM_WORKER_DATA_DIR"])
         mounts = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"]}
         assert registry_dir in mounts and data_dir in mounts, f"{name}: state or registry is not on a volume"
+        assert f"{mounts[registry_dir]}:{registry_dir}:ro" in svc["volumes"], f"{name}: mount the registry read-only"
         state_volumes.add(mounts[data_dir])
         assert int(env.get("ISTREAM_WORKER_WEB_PORT", image_env["ISTREAM_WORKER_WEB_PORT"])) == WEB_PORT
         assert svc["read_only"] is True and "/tmp" in str(svc["tmpfs"])

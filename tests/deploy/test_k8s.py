@@ -47,6 +47,7 @@ def test_k8s_workers() -> None:
     templates = {t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]}
     assert mounts[env["ISTREAM_WORKER_DATA_DIR"]]["name"] in templates, "RocksDB state must be a PVC per pod"
     registry = mounts[env["ISTREAM_REGISTRY_DIR"]]
+    assert registry.get("readOnly") is True, "workers only read the registry; mount it read-only"
     claim = next(v for v in pod["volumes"] if v["name"] == registry["name"])["persistentVolumeClaim"]["claimName"]
     assert "ReadWriteMany" in m.k8s_object("PersistentVolumeClaim", claim)["spec"]["accessModes"]
     assert pod["terminationGracePeriodSeconds"] >= 60
