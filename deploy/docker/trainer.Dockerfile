@@ -42,8 +42,11 @@ ENV PATH=/opt/istream/bin:$PATH \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     MPLCONFIGDIR=/tmp/matplotlib \
+    TMPDIR=/work \
     ISTREAM_RUN_DIR=/work \
     ISTREAM_REGISTRY_DIR=/registry
+# Fine-tune and export scratch (checkpoints, bundles: hundreds of MB) goes to TMPDIR=/work, a volume,
+# not to the small /tmp tmpfs.
 USER 10001:10001
 WORKDIR /work
 ENTRYPOINT ["istream"]
