@@ -216,16 +216,18 @@ def conclude(
         cfg = FinetuneConfig(epochs=options.epochs, lr=options.lr, seed=options.seed, threads=options.threads)
         champion_dir = champion_checkpoint(registry, champion)
         with tempfile.TemporaryDirectory(prefix="istream-finetune-") as scratch:
-            text = TextContext.for_config(load_checkpoint(champion_dir).config, Path(scratch) / "embeddings")
-            result = run_round(champion_dir, split, catalog, replay, cfg, options.margin, text)
+            work = Path(scratch)
+            text = TextContext.for_config(load_checkpoint(champion_dir).config, work / "embeddings")
+            result = run_round(champion_dir, split, catalog, replay, cfg, options.margin, text, work, champion)
             decision.metrics = {"champion": result.champion_metrics, "challenger": result.challenger_metrics}
             decision.window.update(result.stats)
             decision.timing.update(result.timing)
             decision.decision, decision.reason = "rejected", result.reason
             if result.publish:
                 t0 = time.perf_counter()
-                checkpoint = result.save_challenger(Path(scratch) / "challenger", champion)
-                decision.challenger, update = publish(registry, checkpoint, champion, options.model_name, on_stage)
+                decision.challenger, update = publish(
+                    registry, result.challenger_dir, champion, options.model_name, on_stage
+                )
                 decision.decision = "published"
                 decision.timing["publish_s"] = time.perf_counter() - t0
     reservoir.offer(window.events)

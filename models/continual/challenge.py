@@ -1,9 +1,7 @@
-"""One champion/challenger round on a split window: extend, judge the champion, fine-tune, judge the
-challenger, and decide.
-
-Both models are judged on the held-out newest slice with the protocol of ``istream evaluate``
-(``models.train.validation_metrics`` on the test split: the served ``step`` run one event at a
-time, full ranking over the same extended item table, history items excluded, HR@10 / NDCG@10).
+"""One champion/challenger round on a split window: fine-tune the champion, then judge both on the
+held-out newest slice with ``istream evaluate``'s own code (``models.evaluate``: the served ``step``
+run one event at a time, full ranking over the checkpoint's items plus text-tower vectors for items
+it lacks, history items excluded, HR@10 / NDCG@10 of each judged user's last item), and decide.
 The challenger is published only if its NDCG@10 is at least the champion's plus ``margin``.
 """
 
@@ -17,25 +15,21 @@ from pathlib import Path
 import numpy as np
 
 from models.checkpoint import load_checkpoint, save_checkpoint, save_metrics
-from models.continual.finetune import (
-    FinetuneConfig,
-    FinetuneResult,
-    ItemTable,
-    TextContext,
-    extend_item_table,
-    fine_tune,
-    mix_replay,
-    training_data,
-)
+from models.continual.finetune import FinetuneConfig, TextContext, extend_item_table, fine_tune, mix_replay
 from models.continual.window import WindowSplit
-from models.interest_model import InterestModel
-from models.train import validation_metrics
+from models.datasets.jsonl import write_jsonl
+from models.evaluate import item_matrix, load_eval_data, model_metrics
+from models.ranking import split as protocol_split
 
 TEST_SPLIT = 1  # the last item of each judged user is the target, as in `istream evaluate`
 
 
-def holdout_metrics(model: InterestModel, table: ItemTable, events: list[dict], text: TextContext) -> dict[str, float]:
-    return validation_metrics(model, training_data(events, table, text), holdout=TEST_SPLIT)
+def holdout_metrics(checkpoint_dir: Path, events: Path, items: Path, text: TextContext) -> dict[str, float]:
+    """HR@10 / NDCG@10 of a checkpoint on an events file, computed as ``istream evaluate`` computes them."""
+    ckpt = load_checkpoint(checkpoint_dir)
+    data = load_eval_data(ckpt, events, items, text.encoder, text.cache)
+    item_vecs = item_matrix(ckpt, data, text.encoder, text.cache)
+    return model_metrics(ckpt, data, item_vecs, protocol_split(data.seqs, holdout=TEST_SPLIT))
 
 
 def accepts(champion: dict[str, float], challenger: dict[str, float], margin: float) -> tuple[bool, str]:
@@ -52,18 +46,11 @@ def accepts(champion: dict[str, float], challenger: dict[str, float], margin: fl
 class RoundResult:
     champion_metrics: dict[str, float]
     challenger_metrics: dict[str, float]
-    challenger: FinetuneResult
+    challenger_dir: Path  # checkpoint directory (``export_bundle`` input), metrics = the gate's
     publish: bool
     reason: str
     stats: dict[str, int] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
-
-    def save_challenger(self, out_dir: str | os.PathLike, parent_version: str | None) -> Path:
-        """The challenger as a checkpoint directory (``export_bundle`` input); its metrics are the gate's."""
-        history = {**self.challenger.history, "parent_version": parent_version}
-        out = save_checkpoint(out_dir, self.challenger.model, self.challenger.item_ids, history=history)
-        save_metrics(out, {**self.challenger_metrics, "champion": self.champion_metrics, "gate": self.reason})
-        return out
 
 
 def run_round(
@@ -74,24 +61,35 @@ def run_round(
     cfg: FinetuneConfig,
     margin: float,
     text: TextContext,
+    workdir: str | os.PathLike,
+    parent_version: str | None = None,
 ) -> RoundResult:
-    """Fine-tune the champion checkpoint at ``champion_dir`` on ``split.train`` plus ``replay`` and judge both."""
+    """Fine-tune the champion checkpoint at ``champion_dir`` on ``split.train`` plus ``replay``, judge
+    both on ``split.holdout``; the challenger checkpoint is written to ``workdir/challenger``."""
     started = time.perf_counter()
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    holdout, items = work / "holdout.jsonl", work / "items.jsonl"
+    write_jsonl(holdout, split.holdout)
+    write_jsonl(items, [{"item_id": item, "text": item_text} for item, item_text in catalog.items()])
     champion = load_checkpoint(champion_dir)
     train_events = mix_replay(split.train, replay)
     table = extend_item_table(champion, [*split.train, *split.holdout], catalog, text)
     prepared = time.perf_counter()
-    champion_metrics = holdout_metrics(table.model, table, split.holdout, text)
+    champion_metrics = holdout_metrics(Path(champion_dir), holdout, items, text)
     judged = time.perf_counter()
     result = fine_tune(table, train_events, cfg, text)
     trained = time.perf_counter()
-    challenger_metrics = holdout_metrics(result.model, table, split.holdout, text)
+    history = {**result.history, "parent_version": parent_version}
+    challenger_dir = save_checkpoint(work / "challenger", result.model, result.item_ids, history=history)
+    challenger_metrics = holdout_metrics(challenger_dir, holdout, items, text)
     publish, reason = accepts(champion_metrics, challenger_metrics, margin)
+    save_metrics(challenger_dir, {**challenger_metrics, "champion": champion_metrics, "gate": reason})
     done = time.perf_counter()
     return RoundResult(
         champion_metrics=champion_metrics,
         challenger_metrics=challenger_metrics,
-        challenger=result,
+        challenger_dir=challenger_dir,
         publish=publish,
         reason=reason,
         stats={

@@ -35,10 +35,12 @@ def text(champion: Path, tmp_path_factory: pytest.TempPathFactory) -> TextContex
 
 
 @pytest.fixture(scope="module")
-def after_shift(drift: Drift, champion: Path, text: TextContext) -> RoundResult:
+def after_shift(
+    drift: Drift, champion: Path, text: TextContext, tmp_path_factory: pytest.TempPathFactory
+) -> RoundResult:
     split = split_window(drift.after, min_train_events=200, min_judged_users=20)
     assert split.skip_reason is None
-    return run_round(champion, split, drift.catalog, [], CFG, 0.0, text)
+    return run_round(champion, split, drift.catalog, [], CFG, 0.0, text, tmp_path_factory.mktemp("round"), "v-champion")
 
 
 def shuffled_labels(split: WindowSplit, seed: int = 0) -> WindowSplit:
@@ -55,9 +57,11 @@ def test_challenger_follows_the_planted_topic_shift(after_shift: RoundResult) ->
     assert after_shift.timing["train_s"] > 0 and after_shift.stats["train_events"] > 1000
 
 
-def test_challenger_trained_on_shuffled_labels_is_rejected(drift: Drift, champion: Path, text: TextContext) -> None:
+def test_challenger_trained_on_shuffled_labels_is_rejected(
+    drift: Drift, champion: Path, text: TextContext, tmp_path: Path
+) -> None:
     split = split_window(drift.stationary, min_train_events=200, min_judged_users=20)
-    result = run_round(champion, shuffled_labels(split), drift.catalog, [], CFG, 0.0, text)
+    result = run_round(champion, shuffled_labels(split), drift.catalog, [], CFG, 0.0, text, tmp_path)
     assert result.champion_metrics["ndcg@10"] > 0.1  # the champion knows this (unshifted) stream
     assert result.challenger_metrics["ndcg@10"] < result.champion_metrics["ndcg@10"] - 0.05
     assert not result.publish and "<" in result.reason
@@ -81,12 +85,12 @@ def test_new_items_get_rows_from_the_text_tower(drift: Drift, champion: Path, te
     assert torch.count_nonzero(table.model.item_has_id[-2:]) == 0
 
 
-def test_challenger_checkpoint_carries_parent_and_gate_metrics(after_shift: RoundResult, tmp_path: Path) -> None:
-    saved = load_checkpoint(after_shift.save_challenger(tmp_path / "challenger", "v-champion"))
+def test_challenger_checkpoint_carries_parent_and_gate_metrics(after_shift: RoundResult, champion: Path) -> None:
+    saved = load_checkpoint(after_shift.challenger_dir)
     assert saved.history["parent_version"] == "v-champion"
     assert saved.metrics["ndcg@10"] == after_shift.challenger_metrics["ndcg@10"]
-    assert saved.metrics["champion"] == after_shift.champion_metrics
-    assert saved.item_ids == after_shift.challenger.item_ids
+    assert saved.metrics["champion"] == after_shift.champion_metrics and saved.metrics["gate"] == after_shift.reason
+    assert saved.item_ids == load_checkpoint(champion).item_ids  # the shifted stream names no new item
 
 
 def test_replay_sequences_train_as_their_own_users_without_duplicates() -> None:

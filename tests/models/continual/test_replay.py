@@ -1,0 +1,13 @@
+"""The replay's time split: the first share of the time span, then equal-count windows in time order."""
+
+from __future__ import annotations
+
+from models.continual.replay import time_windows
+
+
+def test_initial_share_is_by_time_and_windows_by_count() -> None:
+    # ten events in the first half of the span (ts 0..9), twelve in the second (ts 90..101)
+    events = [{"user_id": f"u{t % 3}", "ts": t} for t in [*range(10), *range(90, 102)]][::-1]
+    initial, windows = time_windows(events, initial=0.6, windows=3)
+    assert [e["ts"] for e in initial] == list(range(10))
+    assert [[e["ts"] for e in w] for w in windows] == [list(range(90, 94)), list(range(94, 98)), list(range(98, 102))]
