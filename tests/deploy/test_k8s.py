@@ -96,3 +96,18 @@ def test_keda_scales_the_worker_group_on_the_events_topic() -> None:
     assert trigger["metadata"]["bootstrapServers"] == config["KAFKA_BOOTSTRAP_SERVERS"]
     assert scaled["spec"]["maxReplicaCount"] <= int(config["ISTREAM_PARTITIONS"])
     assert scaled["spec"]["scaleTargetRef"]["name"] == "istream-worker"
+
+
+def test_every_pod_runs_unprivileged_on_a_read_only_root() -> None:
+    for workload, pod, container in m.our_containers():
+        assert pod["securityContext"]["runAsNonRoot"] is True, workload
+        context = container["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True and context["allowPrivilegeEscalation"] is False, workload
+        mounts = {v["mountPath"] for v in container["volumeMounts"]}
+        assert "/tmp" in mounts, f"{workload}: /tmp must be a volume on a read-only root"
+
+
+def test_kustomization_namespace_is_the_one_it_creates() -> None:
+    kustomization = yaml.safe_load((m.K8S / "kustomization.yaml").read_text(encoding="utf-8"))
+    (namespace,) = [o for _, o in m.k8s_objects() if o["kind"] == "Namespace"]
+    assert kustomization["namespace"] == namespace["metadata"]["name"]
