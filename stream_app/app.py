@@ -67,6 +67,8 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=settings.worker_commit_interval_s,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # aiokafka always takes the first record into an empty batch, so 1 byte means one record a batch.
+        producer_max_batch_size=1 if settings.worker_single_record_batches else 16384,
         stream_recovery_delay=0.0,
         table_standby_replicas=0,
         web_enabled=settings.worker_web_port > 0,

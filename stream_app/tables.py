@@ -6,10 +6,16 @@ that iteration, so ``in_partition_of(event)`` sets the current event explicitly,
 and write, to an event of the partition the user's events came from: the user's state then lives
 in the same partition number of the changelog as its events, which is what recovery and
 rebalancing rely on (tests/stream_app/worker checks it on the real changelog).
+
+Writes go to the store and the changelog separately so that ``BatchStates.write`` can await the
+changelog acknowledgements before the batch is acked: Faust's own flush before an offset commit
+gives up after 0.1 s per pending message (``ProducerBuffer.flush_atmost``), and a worker killed
+right after such a commit lost state writes of committed events (found by the kill -9 test).
 """
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -54,12 +60,16 @@ class BatchStates:
         with in_partition_of(self._event_of[partition]):
             return self._table.get(user_id)
 
-    def write(self, writes: list[StateWrite]) -> None:
+    async def write(self, writes: list[StateWrite]) -> None:
+        """Store every write locally and in the changelog; returns once the changelog has them all."""
         table = self._table
+        acks = []
         for w in writes:
             with in_partition_of(self._event_of[w.partition]):
                 if w.value is None:
                     with suppress(KeyError):
-                        del table[w.user_id]
+                        del table.data[w.user_id]
                 else:
-                    table[w.user_id] = w.value
+                    table.data[w.user_id] = w.value
+            acks.append(table.send_changelog(w.partition, w.user_id, w.value, value_serializer="raw"))
+        await asyncio.gather(*acks)

@@ -145,7 +145,7 @@ class WorkerEngine:
         self._producer.send(result.outputs)
         await self._producer.flush()
         t1 = time.perf_counter()
-        states.write(result.writes)
+        await states.write(result.writes)
         result.timings["emit"] = t1 - t0
         result.timings["store"] = time.perf_counter() - t1
         self._record(result, events)

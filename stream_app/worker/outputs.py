@@ -3,8 +3,8 @@
 Faust's per-message Python send path is the worker's bottleneck, so vectors, recommendations,
 tombstones and dead letters go through one confluent-kafka producer. Ordering of effects per batch:
 outputs are produced and flushed (delivery confirmed) first, the user states are written to the
-table (changelog) next, and only then does the agent return the batch so Faust acks it; Faust
-flushes the changelog before it commits offsets. A crash before the state write replays the batch
+table next and their changelog records acknowledged (``tables.BatchStates.write``), and only then
+does the agent return the batch so Faust acks it and may commit. A crash before the state write replays the batch
 on restart: the same states and model give the same outputs again, so consumers see at-least-once
 outputs with identical content, and every state change is applied exactly once.
 """

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import shutil
+import threading
+import time
 
 import msgspec
 import numpy as np
@@ -10,7 +13,10 @@ import pytest
 
 from stream_app.contracts import DeadLetter, InterestVector, Recommendation
 from stream_app.worker.decode import RAW_LIMIT
+from stream_app.worker.pipeline import PipelineConfig
+from stream_app.worker.state_codec import decode_state
 from tests.stream_app.worker.fixtures import (
+    InProcessRun,
     WorkerProcess,
     changelog_topic,
     final_states,
@@ -147,3 +153,60 @@ def test_bad_input_lands_in_dead_letter_with_a_reason_and_good_events_around_it_
         letter = by_raw[(value or b"")[:RAW_LIMIT]]
         assert letter.reason == reason, name
         assert letter.topic == topics["events"] and letter.error and letter.offset >= 0, name
+
+
+def test_kill_9_and_a_lost_local_store_recover_from_the_changelog_without_losing_or_reapplying_events(
+    settings, topics, registry, runtime, tmp_path
+):
+    events = make_events(runtime.item_ids, n_users=30, per_user=30, seed=27)
+    first, middle, last = events[:200], events[200:700], events[700:]
+    state_dir = tmp_path / "state"
+    crashed = WorkerProcess(settings, registry, state_dir, tmp_path / "worker-1.log")
+    # the middle part streams in paced chunks; the kill lands while it does
+    streaming = threading.Thread(
+        target=lambda: [
+            (produce_events(settings, topics["events"], middle[i : i + 25]), time.sleep(0.05))
+            for i in range(0, len(middle), 25)
+        ]
+    )
+    try:
+        produce_events(settings, topics["events"], first)
+        read_topic(settings, topics["vectors"], expect=len(first), timeout=120, idle=0.05)
+        streaming.start()
+        seen = read_topic(settings, topics["vectors"], expect=len(first) + 100, timeout=60, idle=0.01)
+    finally:
+        crashed.kill()
+        streaming.join()
+    print(f"\nkilled after {len(seen)} of {len(events)} vectors")
+    shutil.rmtree(state_dir)
+    with WorkerProcess(settings, registry, state_dir, tmp_path / "worker-2.log") as restarted:
+        produce_events(settings, topics["events"], last)
+        vectors = read_topic(settings, topics["vectors"], expect=len(events), timeout=120)
+        states = final_states(settings, changelog_topic(settings))
+    assert restarted.returncode == 0, restarted.output()[-3000:]
+
+    # none applied twice, and the states equal an uninterrupted run of the same bundle
+    uninterrupted = InProcessRun(runtime, PipelineConfig())
+    uninterrupted.events(events, 500)
+    per_user: dict[str, int] = {}
+    for e in events:
+        per_user[e.user_id] = per_user.get(e.user_id, 0) + 1
+    assert set(states) == set(per_user)
+    worst = 0.0
+    for user, (_, state) in states.items():
+        assert state.applied == per_user[user]
+        worst = max(worst, float(np.abs(state.state - decode_state(uninterrupted.states[user]).state).max()))
+    print(f"max |state - uninterrupted state| = {worst:.2e}")
+    # Bit-equality would need equal batch compositions: ONNX Runtime's GEMM rounds differently for
+    # other batch sizes, and 30 recurrent steps of float32 accumulate about 1e-6 of that noise.
+    assert worst <= 1e-5
+
+    # none lost; a batch replayed after the crash re-emits identical records
+    by_event: dict[str, list[np.ndarray]] = {}
+    for v in (msgspec.json.decode(m.value(), type=InterestVector) for m in vectors):
+        by_event.setdefault(v.event_id, []).append(np.array(v.vector))
+    assert set(by_event) == {e.event_id for e in events}
+    for copies in by_event.values():
+        for copy in copies[1:]:
+            np.testing.assert_array_equal(copy, copies[0])
+    print(f"replayed outputs: {len(vectors) - len(by_event)}")
