@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(500, ge=1, description="Most events the worker processes in one micro-batch.")
     worker_batch_ms: int = Field(50, ge=1, description="Longest wait (ms) for a micro-batch to fill.")
     worker_commit_interval_s: float = Field(2.8, gt=0, description="Seconds between offset commits.")
+    worker_single_record_batches: bool = Field(
+        True,
+        description="One record per changelog produce batch: Tansu's high watermark counts a batch as one record, "
+        "so table recovery would stop short. Turn off on Apache Kafka.",
+    )
     top_k: int = Field(10, ge=1, description="Recommendations per update.")
     lateness_ms: int = Field(
         86_400_000, ge=0, description="Events older than the user's newest by more than this go to dead-letter."
