@@ -1,10 +1,10 @@
 """Comment-encoder throughput: torch vs ONNX Runtime fp32, optimized and int8 (and CUDA fp32/fp16
 when a GPU is present), on the same tokenized batches, in one run.
 
-Backends take turns (``n_rounds`` rounds, best kept) so load from other processes spreads over
-all of them. Every backend sees identical batches: texts are tokenized once, sorted by length
-and cut into batches padded to each batch's longest text (what the worker runtime does), then
-the batches are shuffled so a time-limited run measures a representative mix of lengths.
+Every backend makes whole passes over identical batches: texts are tokenized once, sorted by
+length and cut into batches padded to each batch's longest text (what the worker runtime does).
+Backends take turns (``n_rounds`` passes each, best kept) so load from other processes spreads
+over all of them rather than landing on whichever ran at the time.
 """
 
 from __future__ import annotations
@@ -64,22 +64,18 @@ def load_texts(path: Path | None, limit: int, default: Path = AMAZON_REVIEWS) ->
 
 
 def make_batches(tokenizer: CommentTokenizer, texts: list[str], batch_size: int) -> list[Batch]:
-    batches = [feeds for _, feeds in tokenizer.batches(texts, batch_size)]
-    order = np.random.default_rng(batch_size).permutation(len(batches))
-    return [batches[i] for i in order]
+    return [feeds for _, feeds in tokenizer.batches(texts, batch_size)]
 
 
-def throughput(run: Callable[[Batch], Any], batches: list[Batch], seconds: float) -> tuple[float, float]:
-    """Sentences per wall-clock second and per CPU second of this process over ``batches``
-    (stopping after ``seconds``), after one warm-up run. On a shared machine the CPU-second
-    figure is the steadier one: time other processes take from us does not count."""
+def throughput(run: Callable[[Batch], Any], batches: list[Batch]) -> tuple[float, float]:
+    """Sentences per wall-clock second and per CPU second of this process over all ``batches``,
+    after one warm-up run. On a shared machine the CPU-second figure is the steadier one: time
+    other processes take from us does not count."""
     run(batches[0])
-    done, start, cpu_start = 0, time.perf_counter(), time.process_time()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for batch in batches:
         run(batch)
-        done += len(batch["input_ids"])
-        if time.perf_counter() - start >= seconds:
-            break
+    done = sum(len(b["input_ids"]) for b in batches)
     return done / (time.perf_counter() - start), done / max(time.process_time() - cpu_start, 1e-9)
 
 
@@ -104,7 +100,6 @@ def run_benchmark(
     max_length: int = 128,
     threads: int | None = None,
     spin: bool = False,
-    seconds: float = 3.0,
     n_rounds: int = 3,
 ) -> dict[str, Any]:
     """Sentences/s per backend and batch size, accuracy against torch/fp32, and the run's context."""
@@ -150,12 +145,10 @@ def run_benchmark(
         results = []
         for batch_size in batch_sizes:
             batches = make_batches(tokenizer, texts, batch_size)
-            # backends take turns, best round kept: load from other processes drifts during a run
-            # and would otherwise land on whichever backend happened to run at the time
             rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
             for _ in range(n_rounds):
                 for name, run in runs.items():
-                    rounds[name].append(throughput(run, batches, seconds / n_rounds))
+                    rounds[name].append(throughput(run, batches))
             for name, values in rounds.items():
                 best = {"sentences_per_s": max(v[0] for v in values), "sentences_per_cpu_s": max(v[1] for v in values)}
                 results.append({"backend": name, "batch": batch_size, **best, "rounds": values})
@@ -185,7 +178,6 @@ def run_benchmark(
             "texts": len(texts),
             "mean_tokens": sum(lengths) / len(texts),
             "padding": "sorted by length, padded to each batch's longest",
-            "seconds_per_measurement": seconds,
             "rounds": n_rounds,
             "fusions": fusions,
         },

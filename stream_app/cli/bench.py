@@ -34,15 +34,18 @@ def bench() -> None:
     "(default: ../shared/data Amazon reviews when present, else generated comments).",
 )
 @click.option("--batch-sizes", default="1,8,32,128", show_default=True, callback=_batch_sizes)
-@click.option("--limit", default=512, show_default=True, type=click.IntRange(1), help="Comments to use.")
+@click.option("--limit", default=256, show_default=True, type=click.IntRange(1), help="Comments to use.")
 @click.option("--encoder", "encoder_path", help="Local Hugging Face encoder directory (default: all-MiniLM-L6-v2).")
 @click.option("--max-length", default=128, show_default=True, type=click.IntRange(8, 512))
 @click.option("--threads", type=click.IntRange(1), help="CPU threads for torch and ONNX Runtime (default: all cores).")
 @click.option("--spin/--no-spin", default=False, show_default=True, help="Let ONNX Runtime threads spin between runs.")
 @click.option(
-    "--seconds", default=3.0, show_default=True, type=click.FloatRange(0.1), help="Time per backend and batch size."
+    "--rounds",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Passes over the texts per backend (best kept).",
 )
-@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1), help="Turns per backend (best kept).")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON.")
 @reports_errors
 def encoder(
@@ -53,7 +56,6 @@ def encoder(
     max_length: int,
     threads: int | None,
     spin: bool,
-    seconds: float,
     rounds: int,
     out_file: Path | None,
 ) -> None:
@@ -71,7 +73,6 @@ def encoder(
         max_length=max_length,
         threads=threads,
         spin=spin,
-        seconds=seconds,
         n_rounds=rounds,
     )
     report["context"]["source"] = source
