@@ -8,10 +8,11 @@ One event updates a user's packed state ``[B, S]``:
 - short-term path: an LSTM cell over the features;
 - long-term path: a debiased moving average with a learned, per-dimension, input-dependent rate
   (the rate can depend on the gap and the event, so the summary moves slowly unless an event says
-  otherwise); the average is kept as (sum, mass) so a new user's first event is not shrunk to zero;
+  otherwise); the state keeps the average and its mass (total weight so far), so a new user's first
+  event is taken whole instead of being shrunk towards zero;
 - a learned gate mixes both into the interest vector. Score = dot(interest, item vector).
 
-State layout ``[h (H) | c (H) | ema (L) | mass (L)]``; zeros = a user never seen. The sequence
+State layout ``[h (H) | c (H) | average (L) | mass (L)]``; zeros = a user never seen. The sequence
 forward loops over the same ``step`` so training and serving cannot drift apart.
 """
 
@@ -28,6 +29,13 @@ from models.datasets.records import EVENT_TYPES
 
 # A gap of about a year (3e7 s) maps to ~1.0 after log1p.
 LOG_GAP_SCALE = 1.0 / math.log1p(3e7)
+# The long-term average moves by at most this share per event, so it stays long-term by construction
+# (it is a plain running mean over a user's first 1 / rate events); fast changes are the LSTM's job.
+MAX_LONG_RATE = 0.25
+
+
+# sizes of the tiny config (tests): seconds to train and export on a CPU
+TINY = {"dim": 16, "hidden": 32, "long_dim": 16, "type_dim": 4, "comment_dim": 8, "dropout": 0.0}
 
 
 @dataclass
@@ -52,8 +60,7 @@ class ModelConfig:
     @classmethod
     def tiny(cls, n_items: int, text_dim: int = 384, **overrides) -> ModelConfig:
         """Seconds to train and export on a CPU; for tests."""
-        base = {"dim": 16, "hidden": 32, "long_dim": 16, "type_dim": 4, "comment_dim": 8, "dropout": 0.0}
-        return cls(n_items=n_items, text_dim=text_dim, **{**base, **overrides})
+        return cls(n_items=n_items, text_dim=text_dim, **{**TINY, **overrides})
 
     @property
     def state_dim(self) -> int:
@@ -83,9 +90,10 @@ class InterestModel(nn.Module):
         # short-term path
         self.cell = nn.LSTMCell(n_in, cfg.hidden)
         self.short_out = nn.Linear(cfg.hidden, cfg.dim)
+        self.item_skip = nn.Linear(cfg.dim, cfg.dim)
         # long-term path and gate
         self.long_rate = nn.Linear(n_in, cfg.long_dim)
-        nn.init.constant_(self.long_rate.bias, -2.0)  # start slow: rate ~0.12
+        nn.init.constant_(self.long_rate.bias, -2.0)  # start at rate ~0.03: a mean over the last ~30 events
         self.long_in = nn.Linear(n_in, cfg.long_dim)
         self.long_out = nn.Linear(cfg.long_dim, cfg.dim)
         self.gate = nn.Linear(cfg.hidden + cfg.long_dim + n_in, cfg.dim)
@@ -136,17 +144,23 @@ class InterestModel(nn.Module):
         gap_s: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One event per user -> (new_state, interest, long_term, short_term); the ``step.onnx`` graph."""
+        return self.update(state, self.features(item_vec, event_type, comment_emb, has_text, rating, gap_s))
+
+    def update(
+        self, state: torch.Tensor, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The recurrent part of ``step``, from the event's feature vector ``x``."""
         h, c, ema, mass = self.unpack(state)
-        x = self.features(item_vec, event_type, comment_emb, has_text, rating, gap_s)
         h, c = self.cell(x, (h, c))
-        short = self.short_out(self.drop(h))
+        # the current item enters the short-term vector directly too: "more like this one" is easy to learn
+        short = self.short_out(self.drop(h)) + self.item_skip(x[:, : self.config.dim])
         if self.config.use_long_term:
-            rate = torch.sigmoid(self.long_rate(x))
-            ema = ema + rate * (torch.tanh(self.long_in(x)) - ema)
+            rate = MAX_LONG_RATE * torch.sigmoid(self.long_rate(x))
             mass = mass + rate * (1.0 - mass)
-            summary = ema / mass.clamp(min=1e-6)
-            long = self.long_out(summary)
-            gate = torch.sigmoid(self.gate(torch.cat([h, summary, x], dim=-1)))
+            # rate / mass is in (0, 1] (mass >= rate), and 1 on a user's first event
+            ema = ema + rate / mass * (torch.tanh(self.long_in(x)) - ema)
+            long = self.long_out(ema)
+            gate = torch.sigmoid(self.gate(torch.cat([h, ema, x], dim=-1)))
             interest = gate * short + (1.0 - gate) * long
         else:
             long = torch.zeros_like(short)
@@ -160,8 +174,7 @@ class InterestModel(nn.Module):
     def run(
         self,
         state: torch.Tensor | None,
-        item_vecs: torch.Tensor,
-        items: torch.Tensor,
+        item_vec: torch.Tensor,
         event_type: torch.Tensor,
         comment_emb: torch.Tensor,
         has_text: torch.Tensor,
@@ -169,18 +182,14 @@ class InterestModel(nn.Module):
         gap_s: torch.Tensor,
         valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Step through ``[B, T]`` events (item rows index ``item_vecs``); -> (interest [B, T, D], final state).
-
-        Where ``valid[b, t]`` is false (padding) the state is carried over unchanged.
-        """
-        batch, steps = items.shape
-        state = self.initial_state(batch) if state is None else state
+        """``step`` over ``[B, T]`` events -> (interest [B, T, D], final state). The features of all events
+        are computed in one pass (they do not depend on the state). Where ``valid[b, t]`` is false
+        (padding) the state is carried over unchanged."""
+        x = self.features(item_vec, event_type, comment_emb, has_text, rating, gap_s)
+        state = self.initial_state(x.shape[0]) if state is None else state
         interests = []
-        for t in range(steps):
-            new_state, interest, _, _ = self.step(
-                state, item_vecs[items[:, t]], event_type[:, t], comment_emb[:, t], has_text[:, t], rating[:, t],
-                gap_s[:, t],
-            )  # fmt: skip
+        for t in range(x.shape[1]):
+            new_state, interest, _, _ = self.update(state, x[:, t])
             state = new_state if valid is None else torch.where(valid[:, t : t + 1], new_state, state)
             interests.append(interest)
         return torch.stack(interests, dim=1), state
@@ -199,7 +208,7 @@ class InterestModel(nn.Module):
         """Scores ``[B, T, n_items]`` of the next item after each event, and the full-softmax loss
         over ``targets`` (item rows, -1 = no target) when given."""
         item_vecs = self.item_vectors()
-        interest, _ = self.run(state, item_vecs, items, event_type, comment_emb, has_text, rating, gap_s)
+        interest, _ = self.run(state, item_vecs[items], event_type, comment_emb, has_text, rating, gap_s)
         scores = interest @ item_vecs.T
         loss = None
         if targets is not None:

@@ -46,7 +46,7 @@ def test_step_equals_sequence(model: InterestModel) -> None:
         )  # fmt: skip
         assert (interest @ table.T - scores[:, t]).abs().max() <= 1e-5
         assert long.shape == short.shape == interest.shape == (B, model.config.dim)
-    _, final = model.run(None, table, **ev)
+    _, final = model.run(None, table[ev.pop("items")], **ev)
     assert (final - state).abs().max() <= 1e-5
 
 
@@ -56,8 +56,9 @@ def test_padding_keeps_state(model: InterestModel) -> None:
     valid = torch.ones(B, T, dtype=torch.bool)
     valid[:, T // 2 :] = False
     table = model.item_vectors()
-    _, padded = model.run(None, table, **ev, valid=valid)
-    _, short = model.run(None, table, **{k: v[:, : T // 2] for k, v in ev.items()})
+    vecs = table[ev.pop("items")]
+    _, padded = model.run(None, vecs, **ev, valid=valid)
+    _, short = model.run(None, vecs[:, : T // 2], **{k: v[:, : T // 2] for k, v in ev.items()})
     assert (padded - short).abs().max() <= 1e-6
 
 

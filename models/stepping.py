@@ -1,0 +1,69 @@
+"""Feed event sequences to the model: padded event tensors for training windows, and the served
+``step`` run one event at a time over many users at once (validation and evaluation)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from models.interest_model import InterestModel
+from models.sequences import Sequences, pad
+from models.text_features import text_rows
+
+
+def event_tensors(seqs: Sequences, index: np.ndarray, comments: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Model inputs for events ``index`` (any shape); item rows under ``items``."""
+    return {
+        "items": torch.from_numpy(seqs.item[index]),
+        "event_type": torch.from_numpy(seqs.event_type[index]),
+        "comment_emb": comments[torch.from_numpy(text_rows(seqs, index))],
+        "has_text": torch.from_numpy((seqs.text_row[index] >= 0).astype(np.float32)),
+        "rating": torch.from_numpy(seqs.rating[index]),
+        "gap_s": torch.from_numpy(seqs.gap_s[index]),
+    }
+
+
+class UserVectors(NamedTuple):
+    interest: torch.Tensor
+    long_term: torch.Tensor
+    short_term: torch.Tensor
+
+
+@torch.no_grad()
+def final_vectors(
+    model: InterestModel,
+    seqs: Sequences,
+    users: np.ndarray,
+    ends: np.ndarray,
+    item_vecs: torch.Tensor,
+    comments: torch.Tensor,
+    batch_users: int = 1024,
+) -> UserVectors:
+    """Interest, long- and short-term vectors ``[len(users), D]`` after stepping each user through events
+    ``offsets[u]:ends[i]`` with ``model.step``, exactly as a worker would, batched over users.
+    ``item_vecs`` is the item table the events' item rows index."""
+    model.eval()
+    starts = seqs.offsets[users]
+    lengths = ends - starts
+    out = [torch.zeros(len(users), model.config.dim) for _ in UserVectors._fields]
+    order = np.argsort(-lengths, kind="stable")  # longest first: the users still active are a prefix
+    for lo in range(0, len(order), batch_users):
+        rows = order[lo : lo + batch_users]
+        batch = pad(starts[rows], ends[rows])
+        active = batch.valid.sum(axis=0)  # users with an event at step t (non-increasing)
+        state = model.initial_state(len(rows))
+        vectors = [torch.zeros(len(rows), model.config.dim) for _ in UserVectors._fields]
+        for t in range(batch.index.shape[1]):
+            n = int(active[t])
+            ev = event_tensors(seqs, batch.index[:n, t], comments)
+            state[:n], *new_vectors = model.step(
+                state[:n], item_vecs[ev["items"]], ev["event_type"], ev["comment_emb"], ev["has_text"], ev["rating"],
+                ev["gap_s"],
+            )  # fmt: skip
+            for full, new in zip(vectors, new_vectors, strict=True):
+                full[:n] = new
+        for full, part in zip(out, vectors, strict=True):
+            full[torch.from_numpy(rows)] = part
+    return UserVectors(*out)

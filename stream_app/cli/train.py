@@ -1,0 +1,65 @@
+"""`istream train`: events + items JSONL -> a checkpoint directory (docs/model-interface.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stream_app.cli.common import make_settings
+
+_in_file = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
+
+# --without value -> ModelConfig switch turned off
+ABLATIONS = {"comment-text": "use_comment_text", "long-term": "use_long_term", "item-text": "use_item_text"}
+
+
+@click.command()
+@click.option("--events", type=_in_file, required=True, help="events JSONL (istream convert / generate)")
+@click.option("--items", type=_in_file, required=True, help="items JSONL (item_id, text)")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="checkpoint directory")
+@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True, help="most epochs (early stopping)")
+@click.option("--seed", type=int, default=0, show_default=True, help="random seed; same seed + data = same model")
+@click.option("--encoder", "encoder_path", help="local Hugging Face encoder directory (default: shipped MiniLM)")
+@click.option("--max-length", type=click.IntRange(8, 512), default=128, show_default=True, help="encoder tokens")
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="torch CPU threads")
+@click.option(
+    "--without", type=click.Choice(sorted(ABLATIONS)), multiple=True, help="ablation: leave this input/path out"
+)
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def train(
+    events: Path,
+    items: Path,
+    out: Path,
+    epochs: int,
+    seed: int,
+    encoder_path: str | None,
+    max_length: int,
+    threads: int,
+    without: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Train the interest model (chronological leave-one-out, early stopping on validation NDCG@10)."""
+    from models.datasets import DatasetError
+    from models.exceptions import ModelError
+    from models.train import TrainConfig, train_files
+
+    settings = make_settings()
+    try:
+        history = train_files(
+            events,
+            items,
+            out,
+            cfg=TrainConfig(epochs=epochs, seed=seed, threads=threads),
+            encoder_path=encoder_path,
+            encoder_max_length=max_length,
+            cache_dir=settings.run_dir / "cache" / "embeddings",
+            model_overrides={ABLATIONS[name]: False for name in without},
+            progress=not quiet,
+        )
+    except (DatasetError, ModelError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"wrote {out}: best epoch {history['best_epoch']}, validation NDCG@10 {history['best_val_ndcg@10']:.4f}, "
+        f"{history['total_seconds']:.0f} s"
+    )

@@ -1,0 +1,151 @@
+"""Training on the synthetic stream recovers what the generator planted (its truth file).
+
+Thresholds, against chance on the generator's 12 topics:
+- current burst: the stream of half the users ends in 5-12 events on one non-core topic, where every
+  next item is on that topic; the top topic of the interest vector's top-10 items must be the burst
+  topic for >= 80 % of them (chance 1/12 = 8 %; the trained tiny model reaches ~95 %).
+- long-term topics: 90 % of a core session's items are on the user's 1-3 core topics; the top topic
+  of the long-term vector's top-10 items must be a core topic for >= 50 % of users (chance: mean core
+  count / 12 = 17 %; reached ~65 %; lower than the burst figure because the long-term vector of a
+  user in a burst still drifts towards it).
+- cold items: one item per topic has no event at all, so its vector is the text tower's alone; for
+  users in a burst, the cold item of the burst topic must outscore the other topics' cold items
+  >= 80 % of the time (chance 50 %; reached ~99 %).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from models.checkpoint import load_checkpoint
+from models.comment_encoder import CommentEncoder, EmbeddingCache
+from models.datasets.jsonl import write_jsonl
+from models.datasets.synthetic import generate
+from models.evaluate import load_eval_data
+from models.interest_model import TINY
+from models.stepping import final_vectors
+from models.train import TrainConfig, train_files
+
+TOPICS = 12
+TRAIN = TrainConfig(epochs=14, lr=1e-2, patience=4, threads=1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory):
+    """Synthetic events (cold items removed), items, truth, cold item per topic."""
+    root = tmp_path_factory.mktemp("synthetic")
+    events, items, truth = generate(users=150, items=240, events=9000, seed=0)
+    cold: dict[int, str] = {}
+    for item, topic in truth["items"].items():
+        cold.setdefault(topic, item)
+    write_jsonl(root / "events.jsonl", [e for e in events if e["item_id"] not in set(cold.values())])
+    write_jsonl(root / "items.jsonl", items)
+    return root, truth, cold
+
+
+@pytest.fixture(scope="module")
+def trained(stream, tmp_path_factory):
+    root, truth, _ = stream
+    out = tmp_path_factory.mktemp("checkpoint")
+    cache = tmp_path_factory.mktemp("cache")
+    history = train_files(
+        root / "events.jsonl", root / "items.jsonl", out, cfg=TRAIN, cache_dir=cache, model_overrides=TINY,
+        progress=False,
+    )  # fmt: skip
+    ckpt = load_checkpoint(out)
+    encoder = CommentEncoder.from_pretrained(ckpt.config.encoder_path, max_length=ckpt.config.encoder_max_length)
+    data = load_eval_data(ckpt, root / "events.jsonl", root / "items.jsonl", encoder, EmbeddingCache(cache))
+    seqs = data.seqs
+    items = ckpt.model.item_vectors().detach()
+    vectors = final_vectors(ckpt.model, seqs, np.arange(len(seqs)), seqs.offsets[1:], items, data.comments)
+    users = [truth["users"][u] for u in seqs.user_ids]
+    topic_of = np.array([truth["items"][i] for i in data.item_ids])
+    return {"history": history, "ckpt": ckpt, "data": data, "items": items, "vectors": vectors, "users": users,
+            "topic_of": topic_of, "out": out}  # fmt: skip
+
+
+def top_topic(vectors: torch.Tensor, items: torch.Tensor, topic_of: np.ndarray, k: int = 10) -> np.ndarray:
+    top = torch.topk(vectors @ items.T, k, dim=1).indices.numpy()
+    return np.array([np.bincount(topic_of[row], minlength=TOPICS).argmax() for row in top])
+
+
+def test_current_bursts_are_recovered(trained) -> None:
+    topics = top_topic(trained["vectors"].interest, trained["items"], trained["topic_of"])
+    burst = [(i, u["current_burst"]) for i, u in enumerate(trained["users"]) if u["current_burst"] is not None]
+    share = np.mean([topics[i] == t for i, t in burst])
+    assert len(burst) > 50
+    assert share >= 0.8, f"interest points at the current burst topic for {share:.0%} of bursting users"
+
+
+def test_long_term_topics_are_recovered(trained) -> None:
+    topics = top_topic(trained["vectors"].long_term, trained["items"], trained["topic_of"])
+    share = np.mean([topics[i] in u["long_term_topics"] for i, u in enumerate(trained["users"])])
+    assert share >= 0.5, f"long-term vector points at a core topic for {share:.0%} of users"
+
+
+def test_cold_items_rank_by_their_text(trained, stream) -> None:
+    _, _, cold = stream
+    ids = trained["data"].item_ids
+    rows = {topic: ids.index(item) for topic, item in cold.items()}
+    assert trained["ckpt"].model.item_has_id[list(rows.values())].sum() == 0  # text-only vectors
+    scores = (trained["vectors"].interest @ trained["items"].T).numpy()
+    wins = []
+    for i, user in enumerate(trained["users"]):
+        if user["current_burst"] is None:
+            continue
+        own = rows[user["current_burst"]]
+        others = [row for topic, row in rows.items() if topic != user["current_burst"]]
+        wins.append(np.mean(scores[i, own] > scores[i, others]))
+    assert np.mean(wins) >= 0.8, f"own-topic cold item beats other cold items {np.mean(wins):.0%} of the time"
+
+
+def test_training_history_and_early_stopping(trained) -> None:
+    history = trained["history"]
+    epochs = history["epochs"]
+    assert 1 <= len(epochs) <= TRAIN.epochs
+    assert history["best_val_ndcg@10"] == max(e["val_ndcg@10"] for e in epochs)
+    assert epochs[-1]["loss"] < epochs[0]["loss"]
+    assert history["data"]["item_text_sources"]["catalog"] + history["data"]["item_text_sources"]["both"] == 240
+
+
+def test_same_seed_same_model(stream, tmp_path) -> None:
+    root, _, _ = stream
+    one_epoch = TrainConfig(epochs=1, threads=1, seed=3)
+    weights = []
+    for run in ("a", "b"):
+        train_files(root / "events.jsonl", root / "items.jsonl", tmp_path / run, cfg=one_epoch,
+                    cache_dir=tmp_path / "cache", model_overrides=TINY, progress=False)  # fmt: skip
+        weights.append(load_checkpoint(tmp_path / run).model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_cli_train_and_evaluate(stream, trained, tmp_path) -> None:
+    root, _, _ = stream
+    istream = [sys.executable, "-c", "from stream_app.cli import main; main()"]
+    files = ["--events", str(root / "events.jsonl"), "--items", str(root / "items.jsonl")]
+    env = {**os.environ, "ISTREAM_RUN_DIR": str(tmp_path / "var")}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*istream, *args], capture_output=True, text=True, timeout=180, env=env)
+
+    trained_by_cli = run("train", *files, "--out", str(tmp_path / "ckpt"), "--epochs", "1", "--quiet")
+    assert trained_by_cli.returncode == 0, trained_by_cli.stderr
+    assert {"config.json", "model.pt", "items.json", "item_text_emb.npy", "history.json"} <= {
+        p.name for p in (tmp_path / "ckpt").iterdir()
+    }
+    done = run("evaluate", "--model", str(trained["out"]), *files, "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result) == {"hr@10", "ndcg@10", "baselines", "users", "items"}
+    assert set(result["baselines"]) == {"popularity", "last-item transition"}
+    assert result["users"] == 150 and result["items"] == 240
+    assert result["ndcg@10"] > result["baselines"]["popularity"]["ndcg@10"]
+    for name in ("report.png", "report.md", "metrics.json"):
+        assert (trained["out"] / name).is_file()
+    bad = run("evaluate", "--model", str(tmp_path), *files)
+    assert bad.returncode != 0 and "istream train" in bad.stderr and "Traceback" not in bad.stderr
