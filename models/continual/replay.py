@@ -42,6 +42,7 @@ class ReplayConfig:
     replay_fraction: float = 0.3
     min_judged_users: int = 10
     initial_epochs: int = 30
+    dim: int | None = None  # model width (dim = long_dim, hidden = 2 * dim); None: the model's default
     seed: int = 0
     threads: int = 2
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -62,7 +63,7 @@ def _day(ts_ms: int) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d")
 
 
-def replay(events_path: Path, items_path: Path, out: Path, cfg: ReplayConfig) -> list[dict]:
+def replay(events_path: Path, items_path: Path, out: Path, cfg: ReplayConfig, cache: Path) -> list[dict]:
     """Run the replay; returns one row per judged window."""
     out.mkdir(parents=True, exist_ok=True)
     events = list(read_jsonl(events_path))
@@ -71,14 +72,16 @@ def replay(events_path: Path, items_path: Path, out: Path, cfg: ReplayConfig) ->
     write_jsonl(out / "initial.jsonl", initial)
     started = time.perf_counter()
     static = out / "static"
-    train_files(out / "initial.jsonl", items_path, static, cfg=TrainConfig(epochs=cfg.initial_epochs,
-                seed=cfg.seed, threads=cfg.threads), cache_dir=out / "cache", progress=False)  # fmt: skip
+    width = {"dim": cfg.dim, "hidden": 2 * cfg.dim, "long_dim": cfg.dim} if cfg.dim else None
+    train_cfg = TrainConfig(epochs=cfg.initial_epochs, seed=cfg.seed, threads=cfg.threads)
+    train_files(out / "initial.jsonl", items_path, static, cfg=train_cfg, cache_dir=cache, model_overrides=width,
+                progress=False)  # fmt: skip
     initial_s = time.perf_counter() - started
     click.echo(f"static model: {len(initial)} events up to {_day(initial[-1]['ts'])}, trained in {initial_s:.0f}s")
 
     from models.checkpoint import load_checkpoint
 
-    text = TextContext.for_config(load_checkpoint(static).config, out / "cache")
+    text = TextContext.for_config(load_checkpoint(static).config, cache)
     reservoir = ReplayReservoir(out / "replay-sample.json", seed=cfg.seed)
     reservoir.offer(initial)
     current, seen, rows = static, list(initial), []
@@ -180,18 +183,27 @@ def _plot(judged: list[dict], path: Path, title: str) -> None:
 @click.option("--lr", type=float, default=5e-3, show_default=True, help="Fine-tuning learning rate.")
 @click.option("--margin", type=float, default=0.0, show_default=True)
 @click.option("--replay-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.3, show_default=True)
+@click.option("--dim", type=click.IntRange(min=4), help="Model width (default: the model's default config).")
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/cache/embeddings"),
+    show_default=True,
+    help="Embedding cache (shared with istream train/evaluate).",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 def main(events: Path, items: Path, out: Path, title: str, windows: int, initial: float, initial_epochs: int,
-         epochs: int, lr: float, margin: float, replay_fraction: float, threads: int) -> None:  # fmt: skip
+         epochs: int, lr: float, margin: float, replay_fraction: float, dim: int | None, cache: Path,
+         threads: int) -> None:  # fmt: skip
     """Replay EVENTS in time order: static model vs the continually fine-tuned one, per window."""
     import torch
 
     torch.set_num_threads(threads)
     cfg = ReplayConfig(initial=initial, windows=windows, margin=margin, replay_fraction=replay_fraction,
-                       initial_epochs=initial_epochs, threads=threads,
+                       initial_epochs=initial_epochs, dim=dim, threads=threads,
                        finetune=FinetuneConfig(epochs=epochs, lr=lr, threads=threads))  # fmt: skip
     started = time.perf_counter()
-    rows = replay(events, items, out, cfg)
+    rows = replay(events, items, out, cfg, cache)
     write_report(rows, out, cfg, title)
     click.echo(f"done in {time.perf_counter() - started:.0f}s; report {out / 'replay.md'}")
 

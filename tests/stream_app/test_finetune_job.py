@@ -186,13 +186,14 @@ def test_kill_9_between_writing_the_bundle_and_moving_current_leaves_the_registr
         pass
 
 
-def test_an_empty_window_is_a_recorded_no_op(topics, registry, istream):
+def test_an_empty_window_is_a_recorded_no_op_on_every_scheduled_run(topics, registry, istream):
     champion = Registry(registry).current()
-    run = istream("finetune", "--once", "--registry", registry, timeout=120)
+    run = istream("finetune", "--every", "1s", "--runs", "2", "--registry", registry, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "SKIPPED (the window holds no events)" in run.stdout
-    [decision] = read_decisions(registry)
-    assert decision.decision == "skipped" and decision.window["events"] == 0 and decision.metrics == {}
+    assert run.stdout.count("SKIPPED (the window holds no events)") == 2
+    decisions = read_decisions(registry)
+    assert [d.decision for d in decisions] == ["skipped", "skipped"]
+    assert all(d.window["events"] == 0 and d.metrics == {} for d in decisions)
     assert assert_consistent(registry, champion) == [champion]
 
 
