@@ -52,6 +52,10 @@ def export(
     click.echo(
         f"parity vs torch: encoder {facts['encoder_max_abs_diff']:.1e}, step {facts['step_max_abs_diff']:.1e}, "
         f"item tower {facts['item_tower_max_abs_diff']:.1e}"
-        + (f", int8 encoder mean cosine {facts['int8_cosine_mean']:.4f}" if int8 else "")
+        + (
+            f", int8 encoder cosine to fp32 {facts['int8_cosine_mean']:.4f} (mean, short validation texts)"
+            if int8
+            else ""
+        )
     )
     click.echo(f"signed: {'yes' if key else 'no (ISTREAM_BUNDLE_SIGNING_KEY unset)'}")

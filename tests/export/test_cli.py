@@ -29,7 +29,7 @@ def refused(done: subprocess.CompletedProcess, message: str) -> None:
 def test_export_publish_promote_rollback(tiny_checkpoint: Path, tiny_bundle: Path, tmp_path: Path) -> None:
     key = {"ISTREAM_BUNDLE_SIGNING_KEY": "cli-key"}
     out = ok(istream("export", "--model", tiny_checkpoint, "--out", tmp_path / "b", "--int8", env=key))
-    assert "signed: yes" in out and "int8 encoder mean cosine" in out
+    assert "signed: yes" in out and "int8 encoder cosine to fp32" in out
     refused(istream("export", "--model", tiny_checkpoint, "--out", tmp_path / "b"), "not empty")
 
     reg = ("--registry", tmp_path / "registry")
