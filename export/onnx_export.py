@@ -16,7 +16,7 @@ import onnxruntime as ort
 import torch
 
 from export.exceptions import AtolError, ExportError, ShapeError
-from export.signatures import ORT_TYPES, GraphSpec
+from export.signatures import GraphSpec, io_mismatch
 
 DEFAULT_OPSET = 17
 
@@ -41,16 +41,6 @@ def export_onnx(
         )
 
 
-def check_signature(session: ort.InferenceSession, spec: GraphSpec) -> None:
-    """Raise ``ShapeError`` unless the session's inputs/outputs are exactly ``spec``'s names and dtypes."""
-    found_in = [(i.name, i.type) for i in session.get_inputs()]
-    found_out = [(o.name, o.type) for o in session.get_outputs()]
-    want_in = [(t.name, ORT_TYPES[t.dtype]) for t in spec.inputs]
-    want_out = [(t.name, ORT_TYPES[t.dtype]) for t in spec.outputs]
-    if found_in != want_in or found_out != want_out:
-        raise ShapeError(f"{spec.file}: exported {found_in} -> {found_out}, the signature is {want_in} -> {want_out}")
-
-
 def validate_onnx(
     path: Path, spec: GraphSpec, module: torch.nn.Module, cases: Sequence[Sequence[torch.Tensor]], atol: float
 ) -> float:
@@ -60,7 +50,9 @@ def validate_onnx(
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception classes
         raise ExportError(f"{path.name} does not load in ONNX Runtime: {exc}") from exc
-    check_signature(session, spec)
+    mismatch = io_mismatch(session, spec)
+    if mismatch:
+        raise ShapeError(mismatch)
     worst = 0.0
     for case in cases:
         with torch.inference_mode():

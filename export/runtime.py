@@ -22,7 +22,7 @@ from export.exceptions import BundleError, ManifestError
 from export.integrity import member_path, verify_bundle
 from export.manifest import Manifest
 from export.sessions import CPU, ORT_ERRORS, ModelSession, SessionFactory, SessionOptions
-from export.signatures import ENCODER, ENCODER_INT8, ITEM_TOWER, ORT_TYPES, STEP, GraphSpec
+from export.signatures import ENCODER, ENCODER_INT8, ITEM_TOWER, STEP, io_mismatch
 from stream_app.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -56,18 +56,6 @@ class StepOutput(NamedTuple):
     short_term: np.ndarray
 
 
-def _check_io(session: ModelSession, spec: GraphSpec, name: str) -> None:
-    found = [(i.name, i.type) for i in session.session.get_inputs()]
-    wanted = [(t.name, ORT_TYPES[t.dtype]) for t in spec.inputs]
-    found_out = [(o.name, o.type) for o in session.session.get_outputs()]
-    wanted_out = [(t.name, ORT_TYPES[t.dtype]) for t in spec.outputs]
-    if sorted(found) != sorted(wanted) or found_out != wanted_out:
-        raise ManifestError(
-            f"{spec.file} ({name}) has inputs {found} -> outputs {found_out}; "
-            f"the manifest says {wanted} -> {wanted_out}"
-        )
-
-
 class ModelRuntime:
     """One bundle loaded for serving; a hot-swap replaces the whole object."""
 
@@ -99,7 +87,9 @@ class ModelRuntime:
             session = factory.session(self._path(spec.file))
         except ORT_ERRORS as exc:
             raise BundleError(f"{spec.file} of bundle {self.version} does not load: {exc}") from None
-        _check_io(session, spec, graph)
+        mismatch = io_mismatch(session.session, spec)
+        if mismatch:
+            raise ManifestError(f"{graph} graph of bundle {self.version}: {mismatch}")
         return session
 
     def _encoder_graph(self, precision: EncoderPrecision, provider: str) -> str:

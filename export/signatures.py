@@ -6,6 +6,8 @@ are the model's sizes. The same structs describe the graphs in manifest.json.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 ENCODER = "encoder"
@@ -85,3 +87,12 @@ def step_spec(state_dim: int, dim: int, text_dim: int) -> GraphSpec:
 
 def item_tower_spec(text_dim: int, dim: int) -> GraphSpec:
     return GraphSpec(GRAPH_FILES[ITEM_TOWER], (_f32("text_emb", "items", text_dim),), (_f32("item_vec", "items", dim),))
+
+
+def io_mismatch(session: Any, spec: GraphSpec) -> str | None:
+    """How an onnxruntime session's inputs/outputs differ from ``spec`` (names, order, dtypes), or None."""
+    found = ([(i.name, i.type) for i in session.get_inputs()], [(o.name, o.type) for o in session.get_outputs()])
+    wanted = ([(t.name, ORT_TYPES[t.dtype]) for t in spec.inputs], [(t.name, ORT_TYPES[t.dtype]) for t in spec.outputs])
+    if found == wanted:
+        return None
+    return f"{spec.file} has {found[0]} -> {found[1]}, the signature is {wanted[0]} -> {wanted[1]}"

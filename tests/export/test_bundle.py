@@ -81,3 +81,25 @@ def test_optimized_int8_export_loads_and_matches(tiny_checkpoint: Path, tiny_bun
     optimized, plain = load_runtime(tmp_path / "opt", fp32), load_runtime(tiny_bundle, fp32)
     assert abs(optimized.encode(texts) - plain.encode(texts)).max() <= 1e-4
     assert load_runtime(tmp_path / "opt").encode(texts).shape == (3, 32)  # int8 of the fused graph
+
+
+def test_validation_raises_typed_errors(tiny_bundle: Path, tiny_checkpoint: Path) -> None:
+    import torch
+
+    from export.bundle import ItemTowerGraph
+    from export.exceptions import AtolError, ShapeError
+    from export.onnx_export import validate_onnx
+    from export.signatures import TensorSpec, item_tower_spec
+    from models.checkpoint import load_checkpoint
+
+    tower = ItemTowerGraph(load_checkpoint(tiny_checkpoint).model)
+    spec = item_tower_spec(32, 16)
+    cases = [[torch.randn(3, 32)]]
+    assert validate_onnx(tiny_bundle / spec.file, spec, tower, cases, 1e-4) <= 1e-4
+    renamed = type(spec)(spec.file, spec.inputs, (TensorSpec("vector", "float32", ("items", 16)),))
+    with pytest.raises(ShapeError, match="vector"):
+        validate_onnx(tiny_bundle / spec.file, renamed, tower, cases, 1e-4)
+    with torch.no_grad():
+        tower.model.item_text[0].bias.add_(0.5)  # torch now disagrees with the exported graph
+    with pytest.raises(AtolError, match="item_vec differs"):
+        validate_onnx(tiny_bundle / spec.file, spec, tower, cases, 1e-4)
