@@ -144,10 +144,19 @@ class Registry:
                 shutil.rmtree(incoming, ignore_errors=True)
         return version
 
-    def promote(self, version: str, options: RuntimeOptions | None = None) -> None:
-        """Verify ``version`` (sha256, signature, smoke inference) and make it the serving one."""
+    def promote(self, version: str, options: RuntimeOptions | None = None, *, if_current: str | None = None) -> None:
+        """Verify ``version`` (sha256, signature, smoke inference) and make it the serving one.
+
+        With ``if_current``, only while CURRENT is still that version (checked under the writers'
+        lock, so a job that trained against one version cannot replace an operator's newer choice).
+        """
         self.verify(version, options)
         with self._locked():
+            if if_current is not None and self.current() != if_current:
+                raise RegistryError(
+                    f"CURRENT is {self.current()}, not {if_current}; {version} was not promoted "
+                    "(promote it with `istream models promote` if wanted)"
+                )
             history = [version, *(v for v in self.history() if v != version)][:HISTORY_LIMIT]
             write_atomic(self.root / CURRENT, "\n".join(history).encode() + b"\n")
 

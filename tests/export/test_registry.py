@@ -123,3 +123,14 @@ def test_signing_key_refuses_unsigned_bundles(tmp_path: Path, tiny_bundle: Path,
     assert registry.current() == version
     with pytest.raises(SignatureError):
         Registry(registry.root, signing_key="k2").promote(version)
+
+
+def test_conditional_promote(tmp_path: Path, tiny_bundle: Path, second_bundle: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+    first, second = registry.publish(tiny_bundle), registry.publish(second_bundle)
+    registry.promote(first)
+    with pytest.raises(RegistryError, match=f"CURRENT is {first}"):
+        registry.promote(second, if_current="some-other-version")
+    assert registry.current() == first
+    registry.promote(second, if_current=first)
+    assert registry.history() == [second, first]
