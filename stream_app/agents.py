@@ -43,6 +43,12 @@ def define_agents(app: faust.App, settings: Settings, events: faust.TopicT, tabl
         finally:
             engine.stop()
 
+    @app.timer(settings.model_poll_s)
+    async def refresh_model_and_catalog() -> None:
+        # Swaps and catalog changes also land while no events flow (batches do it too).
+        if engine.started:
+            engine.between_batches()
+
     @app.page("/metrics")
     async def metrics(web, request):
         return web.bytes(engine.metrics.exposition(), content_type="text/plain; version=0.0.4")

@@ -71,13 +71,17 @@ class WorkerEngine:
         )
         self._serve(self._swapper.load_current())
         kafka = self.settings.kafka_config()
-        self._producer = OutputProducer(kafka, self.names)
         self._items = TopicFeed(kafka, self.names[topics.ITEMS], from_beginning=True)
         # Updates published while no worker ran are covered by CURRENT, read at start.
         self._updates = TopicFeed(kafka, self.names[topics.MODEL_UPDATES], from_beginning=False)
         for feed in (self._items, self._updates):
             feed.start()
             self._feeds.append(feed)
+        self._producer = OutputProducer(kafka, self.names)  # last: `started` reads it
+
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
 
     def stop(self) -> None:
         for feed in self._feeds:

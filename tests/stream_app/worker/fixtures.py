@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,18 +41,33 @@ def produce_events(settings: Settings, topic: str, events: list[Event]) -> None:
     produce(settings, topic, [(e.user_id.encode(), msgspec.json.encode(e)) for e in events])
 
 
+def stream_events(settings: Settings, topic: str, events: list[Event], chunk: int, pause: float) -> threading.Thread:
+    """A started thread producing ``events`` in chunks, ``pause`` seconds apart (a live stream)."""
+
+    def run() -> None:
+        producer = Producer({**settings.kafka_config(), "linger.ms": 1, "partitioner": "murmur2_random"})
+        for i in range(0, len(events), chunk):
+            for e in events[i : i + chunk]:
+                producer.produce(topic, value=msgspec.json.encode(e), key=e.user_id.encode())
+            producer.flush(10)
+            time.sleep(pause)
+        assert producer.flush(30) == 0
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
 def read_topic(settings: Settings, topic: str, expect: int, timeout: float = 60.0, idle: float = 3.0) -> list[Message]:
-    """Every message of ``topic`` from the beginning; waits until ``expect`` arrived (then ``idle``
-    seconds more, to catch any extra) or ``timeout``."""
+    """Every message of ``topic`` from the beginning: returns once ``expect`` arrived and then
+    nothing more for ``idle`` seconds (extras would show up), or at ``timeout``."""
     out: list[Message] = []
     deadline = time.monotonic() + timeout
     with RecordConsumer(settings, topic, from_beginning=True) as consumer:
-        while time.monotonic() < deadline:
-            wait = idle if len(out) >= expect else 1.0
-            batch = list(consumer.messages(timeout=wait))
-            out.extend(batch)
-            if not batch and len(out) >= expect:
-                break
+        while len(out) < expect and time.monotonic() < deadline:
+            out.extend(consumer.messages(max_records=expect - len(out), timeout=1.0))
+        if idle:
+            out.extend(consumer.messages(timeout=idle))
     return out
 
 
