@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import shutil
 import time
 
@@ -273,3 +274,51 @@ def test_hot_swap_under_load_switches_versions_rebuilds_states_and_refuses_bad_b
     for v in vectors:
         if v.model_version == v2 and v.event_id in ref.interest:
             np.testing.assert_allclose(v.vector, ref.interest[v.event_id], atol=1e-4)
+
+
+def _assigned(log: str, events_topic: str) -> set[int]:
+    """The events partitions a worker holds, from the last assignment its log shows."""
+    found = re.findall(r"\| " + re.escape(events_topic) + r"\s*\| \{([^}]*)\}", log)
+    if not found:
+        return set()
+    parts: set[int] = set()
+    for piece in found[-1].split(","):
+        low, _, high = piece.strip().partition("-")
+        parts.update(range(int(low), int(high or low) + 1))
+    return parts
+
+
+def _wait_until(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+def test_two_workers_split_the_partitions_and_one_takes_over_with_the_state_when_the_other_stops(
+    settings, topics, registry, runtime, tmp_path
+):
+    events = make_events(runtime.item_ids, n_users=20, per_user=16, seed=31)
+    first, second = events[:160], events[160:]
+    a = WorkerProcess(settings, registry, tmp_path / "a", tmp_path / "a.log")
+    with WorkerProcess(settings, registry, tmp_path / "b", tmp_path / "b.log") as b:
+        try:
+            # both in the group: each holds one partition
+            _wait_until(lambda: [_assigned(w.output(), topics["events"]) for w in (a, b)] in ([{0}, {1}], [{1}, {0}]))
+            produce_events(settings, topics["events"], first)
+            read_topic(settings, topics["vectors"], expect=len(first), timeout=60, idle=0.5)
+        finally:
+            assert a.stop() == 0, a.output()[-3000:]
+        _wait_until(lambda: _assigned(b.output(), topics["events"]) == {0, 1})
+        produce_events(settings, topics["events"], second)
+        vectors = _vectors(read_topic(settings, topics["vectors"], expect=len(events), timeout=60))
+        states = final_states(settings, changelog_topic(settings))
+    assert b.returncode == 0, b.output()[-3000:]
+
+    assert sorted(v.event_id for v in vectors) == sorted(e.event_id for e in events)
+    # users of the stopped worker's partition went on from their restored state on the other worker
+    ref = stepwise_reference(runtime, events)
+    for user, (_, state) in states.items():
+        assert state.applied == 16
+        np.testing.assert_allclose(state.state, ref.states[user], atol=1e-5)
+    assert {p for p, _ in states.values()} == {0, 1}
