@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.continual.replay import time_windows
+from models.continual.replay import newest_per_user, time_windows
 
 
 def test_initial_share_is_by_time_and_windows_by_count() -> None:
@@ -11,3 +11,9 @@ def test_initial_share_is_by_time_and_windows_by_count() -> None:
     initial, windows = time_windows(events, initial=0.6, windows=3)
     assert [e["ts"] for e in initial] == list(range(10))
     assert [[e["ts"] for e in w] for w in windows] == [list(range(90, 94)), list(range(94, 98)), list(range(98, 102))]
+
+
+def test_newest_per_user_keeps_each_users_latest_events_in_order() -> None:
+    events = [{"user_id": u, "ts": t} for t in range(6) for u in ("a", "b")] + [{"user_id": "c", "ts": 9}]
+    kept = newest_per_user(events, keep=2)
+    assert [(e["user_id"], e["ts"]) for e in kept] == [("a", 4), ("b", 4), ("a", 5), ("b", 5), ("c", 9)]
