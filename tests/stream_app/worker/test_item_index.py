@@ -72,3 +72,14 @@ def test_trending_decays_with_event_time():
     # a late event counts decayed to the clock
     trending.add(["late"], [60_000])
     assert dict(trending.top(5))["late"] == pytest.approx(0.5)
+
+
+def test_catalog_items_are_embedded_by_the_serving_model(runtime):
+    catalog = Catalog()
+    catalog.apply("brand-new", "a bright new acoustic guitar")
+    catalog.apply(runtime.item_ids[0], None)
+    index = ItemIndex.for_model(runtime, catalog)
+    expected = runtime.item_vectors(runtime.encode(["a bright new acoustic guitar"]))[0]
+    np.testing.assert_allclose(index.vectors(["brand-new"])[0], expected, atol=1e-6)
+    assert index.is_alive("brand-new") and not index.is_alive(runtime.item_ids[0])
+    np.testing.assert_array_equal(index.vectors(runtime.item_ids[1:3]), runtime.item_matrix[1:3])

@@ -36,7 +36,13 @@ def test_every_event_gives_one_vector_and_one_recommendation_equal_to_the_stepwi
     settings, topics, registry, runtime, tmp_path
 ):
     events = make_events(runtime.item_ids, n_users=25, per_user=12, seed=21)
+    removed = runtime.item_ids[3]
     with WorkerProcess(settings, registry, tmp_path / "state", tmp_path / "worker.log") as worker:
+        # the catalog: a new item (embedded from its text) and a tombstone for a bundle item
+        produce(settings, topics["items"], [(b"fresh-item", b'{"item_id":"fresh-item","text":"a brand new synth"}')])
+        produce(settings, topics["items"], [(removed.encode(), None)])
+        worker.wait_for("items_added=1")
+        worker.wait_for("items_removed=1")
         produce_events(settings, topics["events"], events)
         vector_msgs = read_topic(settings, topics["vectors"], expect=len(events), timeout=120)
         rec_msgs = read_topic(settings, topics["recommendations"], expect=len(events), timeout=30, idle=0.5)
@@ -51,8 +57,14 @@ def test_every_event_gives_one_vector_and_one_recommendation_equal_to_the_stepwi
     for v in vectors:
         np.testing.assert_allclose(v.vector, ref.interest[v.event_id], atol=1e-4)
         assert v.model_version == runtime.version
-    for r in recs:
-        assert len(r.items) == min(10, len(runtime.item_ids)) or r.items
+    catalog = (set(runtime.item_ids) - {removed}) | {"fresh-item"}
+    seen: dict[str, set[str]] = {}
+    by_id = {e.event_id: e for e in events}
+    for r in sorted(recs, key=lambda r: (by_id[r.event_id].ts, events.index(by_id[r.event_id]))):
+        seen.setdefault(r.user_id, set()).add(by_id[r.event_id].item_id)
+        items = {i.item_id for i in r.items}
+        assert len(items) == min(10, len(catalog - seen[r.user_id])) and items <= catalog - seen[r.user_id]
+    assert any("fresh-item" in {i.item_id for i in r.items} for r in recs)
 
     # each user's state sits in the changelog partition its events came from, and equals the reference
     event_msgs = read_topic(settings, topics["events"], expect=len(events), timeout=30, idle=0.5)
