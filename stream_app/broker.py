@@ -162,6 +162,8 @@ def run_foreground(host: str, port: int, on_ready=None) -> int:
     """Run the broker until it exits or Ctrl-C; ``on_ready(bootstrap)`` is called once it answers.
     Its own output goes to our stderr, so stdout carries only what ``on_ready`` prints."""
     broker = start_broker(host, port, log=sys.stderr)
+    # A plain `kill` must not orphan the broker either: SIGTERM unwinds through `finally` like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         if on_ready is not None:
             on_ready(broker.bootstrap)

@@ -1,4 +1,5 @@
 import json
+import os
 import signal
 import subprocess
 import time
@@ -66,7 +67,11 @@ def test_stop_never_kills_a_process_that_is_not_our_broker(istream, settings):
 
 def test_foreground_broker_prints_its_address_and_stops_on_ctrl_c(port, settings):
     process = subprocess.Popen(
-        [*istream_argv(), "broker", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*istream_argv(), "broker", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         assert process.stdout.readline().strip() == f"127.0.0.1:{port}"
@@ -74,11 +79,34 @@ def test_foreground_broker_prints_its_address_and_stops_on_ctrl_c(port, settings
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 0
     finally:
-        process.kill()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # the broker too, should the test fail
+            process.wait()
     deadline = time.monotonic() + 5
     while not port_is_free("127.0.0.1", port) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert port_is_free("127.0.0.1", port)
+
+
+def test_sigterm_stops_the_foreground_broker_too(port):
+    process = subprocess.Popen(
+        [*istream_argv(), "broker", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout.readline().strip() == f"127.0.0.1:{port}"
+        broker_pids = [child.pid for child in psutil.Process(process.pid).children()]
+        assert len(broker_pids) == 1
+        process.terminate()
+        assert process.wait(timeout=15) == 0
+        assert not psutil.pid_exists(broker_pids[0]) or psutil.Process(broker_pids[0]).status() == psutil.STATUS_ZOMBIE
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def test_a_missing_binary_is_a_clear_error(istream, port):
