@@ -54,6 +54,7 @@ def create_app(settings: Settings) -> faust.App:
     partitions = events_partitions(settings)
     session_s = settings.session_timeout_ms / 1000
     data_dir = settings.worker_data_dir or settings.run_dir / "worker"
+    data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = faust.App(
         settings.worker_app_id or f"{settings.topic_prefix}-worker",
         broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],

@@ -194,8 +194,8 @@ class WorkerProcess:
             ISTREAM_COLD_START_EVENTS="0",
             ISTREAM_ORT_INTRA_OP_THREADS="1",
             PYTHONUNBUFFERED="1",
-            **(env or {}),
         )
+        base.update(env or {})
         script = Path(sys.executable).with_name("istream")
         cmd = [str(script)] if script.exists() else [sys.executable, "-m", "stream_app.cli"]
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
