@@ -60,6 +60,11 @@ class ModelSwapper:
         self.serving_version: str | None = None
         self.refused: set[str] = set()
 
+    @property
+    def pending(self) -> str | None:
+        """The version being verified, if any."""
+        return self._pending[0] if self._pending is not None else None
+
     def load_current(self) -> Any:
         """The runtime of CURRENT, loaded now (start-up)."""
         version = self._registry.current()
