@@ -158,7 +158,13 @@ def write_report(rows: list[dict], out: Path, cfg: ReplayConfig, title: str) -> 
         else:
             cells = "- | - | - | - | -"
         lines.append(f"| {r['window']} | {r['from']}..{r['to']} | {r['events']} | {cells} | {r['update']} |")
-    lines += ["", f"The continually updated model wins on {wins} of {len(judged)} judged windows."]
+    users = sum(r["users"] for r in judged)
+    pooled = {m: sum(r[m]["ndcg@10"] * r["users"] for r in judged) / max(users, 1) for m in ("static", "continual")}
+    lines += [
+        "",
+        f"The continually updated model wins on {wins} of {len(judged)} judged windows; over all "
+        f"{users} judged users NDCG@10 is {pooled['continual']:.4f} (continual) vs {pooled['static']:.4f} (static).",
+    ]
     (out / "replay.md").write_text("\n".join(lines) + "\n")
     if judged:
         _plot(judged, out / "replay.png", title)
