@@ -60,6 +60,7 @@ class WorkerEngine:
         self._swapper: ModelSwapper | None = None
         self._producer: OutputProducer | None = None
         self._feeds: list[TopicFeed] = []
+        self._resumed: set[Any] = set()  # partitions whose first consumed offset was logged
 
     def start(self) -> None:
         """Load the serving model and open the feeds and the producer (blocking; before consuming)."""
@@ -184,7 +185,11 @@ class WorkerEngine:
             m.produce_to_emit.observe(max(0.0, now - event.message.timestamp))
         last: dict[Any, int] = {}
         for event in events:
-            last[event.message.tp] = event.message.offset
+            tp = event.message.tp
+            if tp not in self._resumed:
+                self._resumed.add(tp)
+                log.info("consuming %s[%d] from offset %d", tp.topic, tp.partition, event.message.offset)
+            last[tp] = event.message.offset
         consumer = events[0].app.consumer if events else None
         if consumer is not None:
             for tp, offset in last.items():

@@ -189,10 +189,10 @@ def test_kill_9_and_a_lost_local_store_recover_from_the_changelog_without_losing
             streaming.join()
     print(f"\nkilled after {len(seen)} of {len(events)} vectors")
     shutil.rmtree(state_dir)
-    # Known issue (open): a worker that joins while the killed member still holds its group session
-    # sometimes never delivers the record at the committed offset (faust-streaming 0.15.3 on Tansu;
-    # about 1 run in 5 here). Waiting for the dead session to expire avoids that race, so this test
-    # checks recovery itself.
+    # Open issue: when the killed worker had committed everything, a restart that joined while its
+    # dead member still held a group session three times (of about 15 runs, none since) never
+    # delivered the first record at the committed offset. Waiting out the dead session keeps this
+    # test about recovery; see the worker report.
     time.sleep(1.5 * SESSION_TIMEOUT_MS / 1000)
     with WorkerProcess(settings, registry, state_dir, tmp_path / "worker-2.log") as restarted:
         produce_events(settings, topics["events"], last)
