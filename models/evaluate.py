@@ -11,7 +11,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from models.checkpoint import Checkpoint, load_checkpoint
@@ -69,7 +68,9 @@ def item_matrix(ckpt: Checkpoint, data: EvalData, encoder: CommentEncoder, cache
 
 
 def model_metrics(ckpt: Checkpoint, data: EvalData, item_vecs: torch.Tensor, sp: Split) -> dict[str, float]:
-    interests = final_vectors(ckpt.model, data.seqs, sp.users, sp.history_end, item_vecs, data.comments).interest
+    interests = final_vectors(
+        ckpt.model, data.seqs, data.seqs.offsets[sp.users], sp.history_end, item_vecs, data.comments
+    ).interest
     return hit_ndcg(vector_ranks(interests.numpy(), item_vecs.numpy(), sp, sp.histories(data.seqs)))
 
 
@@ -83,8 +84,7 @@ def sentiment_cosines(ckpt: Checkpoint, data: EvalData, item_vecs: torch.Tensor)
     groups = {"negative": (rating >= 0) & (rating <= SENTIMENT_NEGATIVE), "positive": rating >= SENTIMENT_POSITIVE}
     if not all(g.any() for g in groups.values()):
         return None
-    users = np.arange(len(seqs))
-    interests = final_vectors(ckpt.model, seqs, users, last + 1, item_vecs, data.comments).interest
+    interests = final_vectors(ckpt.model, seqs, seqs.offsets[:-1], last + 1, item_vecs, data.comments).interest
     cos = torch.nn.functional.cosine_similarity(interests, item_vecs[torch.from_numpy(seqs.item[last])], dim=-1)
     out: dict[str, float | int] = {}
     for name, mask in groups.items():

@@ -95,7 +95,18 @@ class InterestModel(nn.Module):
         self.long_rate = nn.Linear(n_in, cfg.long_dim)
         nn.init.constant_(self.long_rate.bias, -2.0)  # start at rate ~0.03: a mean over the last ~30 events
         self.long_in = nn.Linear(n_in, cfg.long_dim)
+        self.long_weight = nn.Linear(n_in, 1)  # how much this event counts (a disliked item can count < 0)
+        if cfg.long_dim == cfg.dim:
+            # start as the plain average of the history's item vectors: long-term taste in item space
+            with torch.no_grad():
+                self.long_in.weight.zero_()
+                self.long_in.weight[:, : cfg.dim].copy_(torch.eye(cfg.dim))
+                self.long_in.bias.zero_()
         self.long_out = nn.Linear(cfg.long_dim, cfg.dim)
+        if cfg.long_dim == cfg.dim:
+            with torch.no_grad():
+                self.long_out.weight.copy_(torch.eye(cfg.dim))
+                self.long_out.bias.zero_()
         self.gate = nn.Linear(cfg.hidden + cfg.long_dim + n_in, cfg.dim)
 
     # ---- item tower ------------------------------------------------------------------------
@@ -158,7 +169,8 @@ class InterestModel(nn.Module):
             rate = MAX_LONG_RATE * torch.sigmoid(self.long_rate(x))
             mass = mass + rate * (1.0 - mass)
             # rate / mass is in (0, 1] (mass >= rate), and 1 on a user's first event
-            ema = ema + rate / mass * (torch.tanh(self.long_in(x)) - ema)
+            weight = 2.0 * torch.tanh(self.long_weight(x)) + 1.0  # in (-1, 3), 1 at start
+            ema = ema + rate / mass * (weight * self.long_in(x) - ema)
             long = self.long_out(ema)
             gate = torch.sigmoid(self.gate(torch.cat([h, ema, x], dim=-1)))
             interest = gate * short + (1.0 - gate) * long

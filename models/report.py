@@ -28,8 +28,12 @@ def write_png(path: Path, history: dict, rows: list[tuple[str, float, float]]) -
     if epochs:
         x = [e["epoch"] for e in epochs]
         curve.plot(x, [e["loss"] for e in epochs], "o-", color="tab:blue", label="train loss")
+        refit = history.get("refit_epochs") or []
+        if refit:
+            curve.plot([e["epoch"] for e in refit], [e["loss"] for e in refit], "x:", color="tab:purple",
+                       label="refit loss (train + validation items)")  # fmt: skip
         curve.set_xlabel("epoch")
-        curve.set_ylabel("train loss (full softmax)", color="tab:blue")
+        curve.set_ylabel("train loss (softmax cross-entropy)", color="tab:blue")
         val = curve.twinx()
         val.plot(x, [e["val_ndcg@10"] for e in epochs], "s-", color="tab:orange", label="val NDCG@10")
         val.plot(x, [e["val_hr@10"] for e in epochs], "^--", color="tab:green", label="val HR@10")
@@ -90,7 +94,12 @@ def markdown(result: dict, extra: dict, history: dict, rows: list[tuple[str, flo
             "## Training",
             "",
             f"- best epoch {history.get('best_epoch')} of {len(history.get('epochs', []))}, "
-            f"validation NDCG@10 {history.get('best_val_ndcg@10', 0):.4f}",
+            f"validation NDCG@10 {history.get('best_val_ndcg@10', 0):.4f}"
+            + (
+                f"; refit from scratch on training + validation items for {len(history['refit_epochs'])} epochs"
+                if history.get("refit_epochs")
+                else ""
+            ),
             f"- training {history.get('train_seconds', 0):.0f} s, whole `istream train` "
             f"{history.get('total_seconds', 0):.0f} s (text encoding included unless cached)",
             f"- {data.get('train_events')} training events of {data.get('events_used')}, "

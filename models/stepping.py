@@ -29,32 +29,33 @@ class UserVectors(NamedTuple):
     interest: torch.Tensor
     long_term: torch.Tensor
     short_term: torch.Tensor
+    state: torch.Tensor
 
 
 @torch.no_grad()
 def final_vectors(
     model: InterestModel,
     seqs: Sequences,
-    users: np.ndarray,
+    starts: np.ndarray,
     ends: np.ndarray,
     item_vecs: torch.Tensor,
     comments: torch.Tensor,
     batch_users: int = 1024,
 ) -> UserVectors:
-    """Interest, long- and short-term vectors ``[len(users), D]`` after stepping each user through events
-    ``offsets[u]:ends[i]`` with ``model.step``, exactly as a worker would, batched over users.
-    ``item_vecs`` is the item table the events' item rows index."""
+    """Interest, long- and short-term vectors ``[n, D]`` and the state ``[n, S]`` after stepping
+    through events ``starts[i]:ends[i]`` (one user each) with ``model.step``, exactly as a worker
+    would, batched over users. ``item_vecs`` is the item table the events' item rows index."""
     model.eval()
-    starts = seqs.offsets[users]
     lengths = ends - starts
-    out = [torch.zeros(len(users), model.config.dim) for _ in UserVectors._fields]
+    width = (model.config.dim,) * 3 + (model.config.state_dim,)
+    out = [torch.zeros(len(starts), w) for w in width]
     order = np.argsort(-lengths, kind="stable")  # longest first: the users still active are a prefix
     for lo in range(0, len(order), batch_users):
         rows = order[lo : lo + batch_users]
         batch = pad(starts[rows], ends[rows])
         active = batch.valid.sum(axis=0)  # users with an event at step t (non-increasing)
-        state = model.initial_state(len(rows))
-        vectors = [torch.zeros(len(rows), model.config.dim) for _ in UserVectors._fields]
+        vectors = [torch.zeros(len(rows), w) for w in width]
+        state = vectors[-1]
         for t in range(batch.index.shape[1]):
             n = int(active[t])
             ev = event_tensors(seqs, batch.index[:n, t], comments)
@@ -62,7 +63,7 @@ def final_vectors(
                 state[:n], item_vecs[ev["items"]], ev["event_type"], ev["comment_emb"], ev["has_text"], ev["rating"],
                 ev["gap_s"],
             )  # fmt: skip
-            for full, new in zip(vectors, new_vectors, strict=True):
+            for full, new in zip(vectors[:-1], new_vectors, strict=True):
                 full[:n] = new
         for full, part in zip(out, vectors, strict=True):
             full[torch.from_numpy(rows)] = part

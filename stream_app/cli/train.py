@@ -22,7 +22,13 @@ ABLATIONS = {"comment-text": "use_comment_text", "long-term": "use_long_term", "
 @click.option("--seed", type=int, default=0, show_default=True, help="random seed; same seed + data = same model")
 @click.option("--encoder", "encoder_path", help="local Hugging Face encoder directory (default: shipped MiniLM)")
 @click.option("--max-length", type=click.IntRange(8, 512), default=128, show_default=True, help="encoder tokens")
-@click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="torch CPU threads")
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="torch CPU threads (1 is fastest on a busy machine)",
+)
 @click.option(
     "--without", type=click.Choice(sorted(ABLATIONS)), multiple=True, help="ablation: leave this input/path out"
 )

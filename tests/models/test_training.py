@@ -5,9 +5,10 @@ Thresholds, against chance on the generator's 12 topics:
   next item is on that topic; the top topic of the interest vector's top-10 items must be the burst
   topic for >= 80 % of them (chance 1/12 = 8 %; the trained tiny model reaches ~95 %).
 - long-term topics: 90 % of a core session's items are on the user's 1-3 core topics; the top topic
-  of the long-term vector's top-10 items must be a core topic for >= 50 % of users (chance: mean core
-  count / 12 = 17 %; reached ~65 %; lower than the burst figure because the long-term vector of a
-  user in a burst still drifts towards it).
+  of the long-term vector's top-10 items must be a core topic for >= 45 % of users (chance: mean core
+  count / 12 = 17 %; reached ~54 %). Lower than the burst figure because a current burst is up to
+  half of a short user's items, so even a slow average leans towards it; it must lean less than the
+  interest vector does (by > 10 points).
 - cold items: one item per topic has no event at all, so its vector is the text tower's alone; for
   users in a burst, the cold item of the burst topic must outscore the other topics' cold items
   >= 80 % of the time (chance 50 %; reached ~99 %).
@@ -62,7 +63,7 @@ def trained(stream, tmp_path_factory):
     data = load_eval_data(ckpt, root / "events.jsonl", root / "items.jsonl", encoder, EmbeddingCache(cache))
     seqs = data.seqs
     items = ckpt.model.item_vectors().detach()
-    vectors = final_vectors(ckpt.model, seqs, np.arange(len(seqs)), seqs.offsets[1:], items, data.comments)
+    vectors = final_vectors(ckpt.model, seqs, seqs.offsets[:-1], seqs.offsets[1:], items, data.comments)
     users = [truth["users"][u] for u in seqs.user_ids]
     topic_of = np.array([truth["items"][i] for i in data.item_ids])
     return {"history": history, "ckpt": ckpt, "data": data, "items": items, "vectors": vectors, "users": users,
@@ -83,9 +84,14 @@ def test_current_bursts_are_recovered(trained) -> None:
 
 
 def test_long_term_topics_are_recovered(trained) -> None:
-    topics = top_topic(trained["vectors"].long_term, trained["items"], trained["topic_of"])
-    share = np.mean([topics[i] in u["long_term_topics"] for i, u in enumerate(trained["users"])])
-    assert share >= 0.5, f"long-term vector points at a core topic for {share:.0%} of users"
+    users = trained["users"]
+    long_topics = top_topic(trained["vectors"].long_term, trained["items"], trained["topic_of"])
+    share = np.mean([long_topics[i] in u["long_term_topics"] for i, u in enumerate(users)])
+    assert share >= 0.45, f"long-term vector points at a core topic for {share:.0%} of users"
+    # the long-term path is the slow one: a current burst pulls it less than the interest vector
+    interest_topics = top_topic(trained["vectors"].interest, trained["items"], trained["topic_of"])
+    burst = [(i, u["current_burst"]) for i, u in enumerate(users) if u["current_burst"] is not None]
+    assert np.mean([long_topics[i] == t for i, t in burst]) < np.mean([interest_topics[i] == t for i, t in burst]) - 0.1
 
 
 def test_cold_items_rank_by_their_text(trained, stream) -> None:
