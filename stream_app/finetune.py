@@ -76,7 +76,6 @@ class JobOptions:
     replay_max_events: int = 64  # per sequence
     seed: int = 0
     threads: int = 2
-    model_name: str = "interest-stream"
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> JobOptions:
@@ -130,16 +129,22 @@ def champion_checkpoint(registry: Registry, version: str) -> Path:
 
 
 def publish(
-    registry: Registry, checkpoint_dir: Path, champion: str, name: str, on_stage: Callable[[str], None]
+    registry: Registry, checkpoint_dir: Path, champion: str, on_stage: Callable[[str], None]
 ) -> tuple[str, ModelUpdate]:
-    """Export ``checkpoint_dir`` (parent = ``champion``), put it in the registry, move CURRENT."""
+    """Export ``checkpoint_dir`` as the champion was exported (name, opset, optimized and int8 encoder
+    alike; parent = ``champion``), put it in the registry, move CURRENT; returns the version and its
+    update message."""
     from export.bundle import export_bundle
     from export.manifest import MANIFEST
+    from export.onnx_export import DEFAULT_OPSET
+    from export.signatures import ENCODER_INT8
 
+    like = registry.manifest(champion)
     with tempfile.TemporaryDirectory(prefix="istream-export-") as scratch:
         manifest = export_bundle(
-            checkpoint_dir, Path(scratch) / "bundle", name=name, parent_version=champion,
-            signing_key=registry.signing_key,
+            checkpoint_dir, Path(scratch) / "bundle", name=like.name, parent_version=champion,
+            signing_key=registry.signing_key, int8=ENCODER_INT8 in like.graphs,
+            optimize=bool(like.export.get("optimized")), opset=int(like.export.get("opset", DEFAULT_OPSET)),
         )  # fmt: skip
         on_stage(EXPORTED)
         version = registry.publish(Path(scratch) / "bundle")
@@ -225,9 +230,7 @@ def conclude(
             decision.decision, decision.reason = "rejected", result.reason
             if result.publish:
                 t0 = time.perf_counter()
-                decision.challenger, update = publish(
-                    registry, result.challenger_dir, champion, options.model_name, on_stage
-                )
+                decision.challenger, update = publish(registry, result.challenger_dir, champion, on_stage)
                 decision.decision = "published"
                 decision.timing["publish_s"] = time.perf_counter() - t0
     reservoir.offer(window.events)
@@ -237,7 +240,7 @@ def conclude(
     failure = None
     if update is not None:
         try:
-            announce(settings, options.model_name, update, RetryPolicy.from_settings(settings))
+            announce(settings, registry.manifest(decision.challenger).name, update, RetryPolicy.from_settings(settings))
             decision.announced = True
         except KafkaUnavailable as exc:
             decision.announced, failure = False, exc

@@ -121,5 +121,5 @@ def finetune(
             report(run_once(settings, options))
         else:
             run_every(settings, options, every, runs, on_decision=report)
-    except ModelError as exc:
+    except (ModelError, FileNotFoundError) as exc:  # training-side errors; a missing encoder directory
         raise click.ClickException(str(exc)) from None

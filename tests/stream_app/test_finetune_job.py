@@ -30,7 +30,7 @@ from tests.stream_app.worker.fixtures import WorkerProcess, produce, read_topic
 
 pytestmark = pytest.mark.integration
 
-MODEL_NAME = "interest-stream"
+MODEL_NAME = "shop-interest"  # not the default name: the published bundle and the update key inherit it
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,9 @@ def test_planted_drift_is_published_and_a_running_worker_swaps_without_losing_ev
         assert metrics["challenger"]["ndcg@10"] > metrics["champion"]["ndcg@10"] + 0.02
         assert decision["window"]["events"] == len(drift.after) and decision["announced"] is True
         new = decision["challenger"]
-        assert new != champion and Registry(registry).manifest(new).parent_version == champion
+        manifest = Registry(registry).manifest(new)
+        assert new != champion and manifest.parent_version == champion and manifest.name == MODEL_NAME
+        assert manifest.graphs.keys() == Registry(registry).manifest(champion).graphs.keys()
         assert assert_consistent(registry, new) == sorted([champion, new])
 
         # the worker swaps between batches: trickle events until it logs the swap, then send the rest
