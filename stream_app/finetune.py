@@ -75,7 +75,7 @@ class JobOptions:
     replay_capacity: int = 2000  # sequences
     replay_max_events: int = 64  # per sequence
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> JobOptions:

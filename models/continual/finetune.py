@@ -37,7 +37,7 @@ class FinetuneConfig:
     batch_users: int = 32
     window: int = 64
     seed: int = 0
-    threads: int = 2
+    threads: int = 1  # tiny recurrent ops: one thread is fastest on a shared machine (models.train)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_users=self.batch_users, window=self.window, lr=self.lr,

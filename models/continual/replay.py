@@ -47,7 +47,7 @@ class ReplayConfig:
     history: int = 200  # events of each judged user's history the models step through (newest)
     dim: int | None = None  # model width (dim = long_dim, hidden = 2 * dim); None: the model's default
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
@@ -218,7 +218,7 @@ def _plot(judged: list[dict], path: Path, title: str) -> None:
     show_default=True,
     help="Embedding cache (shared with istream train/evaluate).",
 )
-@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 def main(events: Path, items: Path, out: Path, title: str, windows: int, initial: float, initial_epochs: int,
          epochs: int, lr: float, margin: float, replay_fraction: float, dim: int | None, history: int, cache: Path,
          threads: int) -> None:  # fmt: skip

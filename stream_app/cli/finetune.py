@@ -69,7 +69,7 @@ class Duration(click.ParamType):
     help="Skip the run when fewer users have a target in the held-out slice (default 20).",
 )
 @click.option("--seed", type=int, help="Seed of fine-tuning and replay sampling (default 0).")
-@click.option("--threads", type=click.IntRange(min=1), help="Torch threads for fine-tuning (default 2).")
+@click.option("--threads", type=click.IntRange(min=1), help="Torch threads for fine-tuning (default 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print each decision record as one JSON line.")
 @bootstrap_option
 @prefix_option
