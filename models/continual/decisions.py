@@ -20,6 +20,7 @@ from models.checkpoint import write_json
 
 DECISIONS = "decisions"
 CHART = "metrics.png"
+CHART_RUNS = 60  # runs shown; the records keep them all
 Outcome = Literal["published", "rejected", "skipped"]
 
 
@@ -81,8 +82,9 @@ def read_decisions(registry: str | os.PathLike) -> list[Decision]:
 
 
 def plot_decisions(registry: str | os.PathLike) -> Path | None:
-    """``metrics.png``: NDCG@10 of champion and challenger per judged run; None when no run was judged."""
-    judged = [d for d in read_decisions(registry) if d.metrics]
+    """``metrics.png``: NDCG@10 of champion and challenger per judged run (the latest ``CHART_RUNS``);
+    None when no run was judged."""
+    judged = [d for d in read_decisions(registry) if d.metrics][-CHART_RUNS:]
     if not judged:
         return None
     import matplotlib
