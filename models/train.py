@@ -37,9 +37,10 @@ from models.text_features import ItemTextSources, comment_table, item_text_embed
 class TrainConfig:
     epochs: int = 30
     batch_users: int = 32
-    window: int = 64  # truncated-BPTT length; the state is carried (detached) across windows
+    window: int = 32  # truncated-BPTT length; the state is carried (detached) across windows
     segment: int = 256  # most events per user and epoch (a random contiguous range)
-    lr: float = 5e-3
+    lr: float = 1e-2
+    lr_decay: float = 0.9  # per epoch
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     patience: int = 3  # epochs without a better validation NDCG@10 before stopping
@@ -252,11 +253,15 @@ def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: b
     rng = np.random.default_rng(cfg.seed)
     model = build_model(data, config)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # a decaying rate: big steps early, then epochs that differ less from each other, so the early
+    # stopping choice depends less on noise
+    schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
     best, best_state, epochs, since_best = -1.0, None, [], 0
     started = time.perf_counter()
     for epoch in tqdm(range(1, cfg.epochs + 1), desc="epochs", unit="ep", disable=not progress):
         t0 = time.perf_counter()
         loss = run_epoch(model, opt, data, cfg, rng, progress)
+        schedule.step()
         val = validation_metrics(model, data)
         epochs.append({"epoch": epoch, "loss": loss, **{f"val_{k}": v for k, v in val.items()},
                        "seconds": time.perf_counter() - t0})  # fmt: skip
