@@ -106,6 +106,9 @@ def markdown(result: dict, extra: dict, history: dict, rows: list[tuple[str, flo
             f"{data.get('comment_texts')} distinct comment texts",
             f"- item text: {sources.get('catalog', 0)} items catalog text only, {sources.get('comments', 0)} "
             f"training-period comments only, {sources.get('both', 0)} both, {sources.get('none', 0)} none",
+            "  (item text embedding = mean of the L2-normalised embedding of the catalog text, when it is more than",
+            "  the item id, and the mean embedding of the comments on the item in training events; validation and",
+            "  test events never contribute)",
         ]
     return "\n".join(lines) + "\n"
 
