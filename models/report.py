@@ -96,7 +96,7 @@ def markdown(result: dict, extra: dict, history: dict, rows: list[tuple[str, flo
             f"- best epoch {history.get('best_epoch')} of {len(history.get('epochs', []))}, "
             f"validation NDCG@10 {history.get('best_val_ndcg@10', 0):.4f}"
             + (
-                f"; refit from scratch on training + validation items for {len(history['refit_epochs'])} epochs"
+                f"; then {len(history['refit_epochs'])} more epochs with the validation items as targets too"
                 if history.get("refit_epochs")
                 else ""
             ),
