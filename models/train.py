@@ -1,10 +1,12 @@
-"""Training: next-item prediction with a full softmax over the item table, truncated BPTT over
-fixed-length windows of each user's sequence (teacher forcing, batched over users), early stopping
-on validation NDCG@10 computed by stepping the served ``step`` one event at a time.
+"""Training: next-item prediction with a softmax over the item table, truncated BPTT over windows of
+each user's sequence (teacher forcing, batched over users), early stopping on validation NDCG@10
+computed by stepping the served ``step`` one event at a time.
 
-Why a full softmax: the catalogs this serves in one model are up to ~10^4 items; scoring a window
-of 32 users x 64 events against 10^4 items of size 64 is ~1.3 GFLOP, a few ms on one core, so
-sampling negatives would save little and add bias.
+Full or sampled softmax, by measurement (1 CPU thread, 64 users x 64 events per window): on
+MovieLens (9,742 items) the full softmax alone took 0.7-0.9 s of a ~1.4 s window, so catalogs above
+``TrainConfig.negatives`` (2,048) items use a sampled softmax (the window's targets + 2,048 uniform
+samples, logit-corrected), which brought the window to ~0.7 s. Smaller catalogs (Amazon: 900 items)
+use the exact full softmax, which costs no more than sampling would.
 """
 
 from __future__ import annotations
