@@ -218,17 +218,20 @@ def _plot(judged: list[dict], path: Path, title: str) -> None:
     show_default=True,
     help="Embedding cache (shared with istream train/evaluate).",
 )
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of training, fine-tuning and replay sampling."
+)
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 def main(events: Path, items: Path, out: Path, title: str, windows: int, initial: float, initial_epochs: int,
          epochs: int, lr: float, margin: float, replay_fraction: float, dim: int | None, history: int, cache: Path,
-         threads: int) -> None:  # fmt: skip
+         seed: int, threads: int) -> None:  # fmt: skip
     """Replay EVENTS in time order: static model vs the continually fine-tuned one, per window."""
     import torch
 
     torch.set_num_threads(threads)
     cfg = ReplayConfig(initial=initial, windows=windows, margin=margin, replay_fraction=replay_fraction,
-                       initial_epochs=initial_epochs, dim=dim, history=history, threads=threads,
-                       finetune=FinetuneConfig(epochs=epochs, lr=lr, threads=threads))  # fmt: skip
+                       initial_epochs=initial_epochs, dim=dim, history=history, seed=seed, threads=threads,
+                       finetune=FinetuneConfig(epochs=epochs, lr=lr, seed=seed, threads=threads))  # fmt: skip
     started = time.perf_counter()
     rows = replay(events, items, out, cfg, cache)
     write_report(rows, out, cfg, title)
