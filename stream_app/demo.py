@@ -1,8 +1,11 @@
-"""`make run`: the stream end to end on one machine, in one command that ends by itself.
+"""`make run`: the whole spine on one machine, in one command that ends by itself.
 
 A local Tansu broker runs for the length of the demo; every other step runs the real `istream`
-command a user would type, printed before it runs. Steps are plain functions of one ``DemoRun``
-and run in the order of ``STEPS``; later stages of the project add theirs to that list.
+command a user would type, printed before it runs. The synthetic stream is split in time: a model
+is trained on each user's history, exported, published and promoted; then a real worker serves
+it while the held-back newest events are replayed live, and its recommendations are judged
+against the generator's planted truth. Steps are plain functions of one ``DemoRun`` and run in
+the order of ``STEPS``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -21,10 +25,24 @@ from pathlib import Path
 
 from stream_app.broker import LOG_FILE, free_port, port_is_free, start_broker
 from stream_app.cli.common import istream_argv
+from stream_app.demo_live import WorkerProcess, describe_users, read_jsonl, score, split_held_back, write_jsonl
 from stream_app.exceptions import InterestStreamError
 from stream_app.settings import Settings
 
-SHOWN_EVENTS = 3
+SHOWN_USERS = 4
+COMMAND_TIMEOUT_S = 120.0
+TRAIN_TIMEOUT_S = 600.0
+WORKER_READY_S = 120.0
+WORKER_STOP_S = 30.0
+RECOMMENDATIONS_IDLE_S = 60  # `istream tail --timeout`: seconds without a new recommendation
+# The worker's settings for the demo: Tansu makes a group join wait about half the session
+# timeout; every live user is new to this worker, so the model scores from the first event on
+# (instead of trending items); one ONNX thread per operator leaves a core for everything else.
+WORKER_ENV = {
+    "ISTREAM_SESSION_TIMEOUT_MS": "3000",
+    "ISTREAM_COLD_START_EVENTS": "0",
+    "ISTREAM_ORT_INTRA_OP_THREADS": "1",
+}
 
 
 class DemoError(InterestStreamError):
@@ -39,21 +57,58 @@ class DemoRun:
     env: dict[str, str]
     events_file: Path = field(init=False)
     items_file: Path = field(init=False)
-    produced: int = 0
-    tailed: list[dict] = field(default_factory=list)
+    truth_file: Path = field(init=False)
+    history_file: Path = field(init=False)
+    live_file: Path = field(init=False)
+    checkpoint: Path = field(init=False)
+    bundle: Path = field(init=False)
+    registry: Path = field(init=False)
+    worker_state: Path = field(init=False)
+    held: list[dict] = field(default_factory=list)
+    recommendations: list[dict] = field(default_factory=list)
+    worker: WorkerProcess | None = None
 
     def __post_init__(self) -> None:
         self.events_file = self.run_dir / "sample-events.jsonl"
         self.items_file = self.run_dir / "sample-items.jsonl"
+        self.truth_file = self.run_dir / "sample-truth.json"
+        self.history_file = self.run_dir / "history-events.jsonl"
+        self.live_file = self.run_dir / "live-events.jsonl"
+        self.checkpoint = self.run_dir / "model"
+        self.bundle = self.run_dir / "bundle"
+        self.registry = self.run_dir / "registry"
+        self.worker_state = self.run_dir / "worker-state"
 
-    def istream(self, *args: object) -> str:
+    def clean(self) -> None:
+        """Remove what an earlier run left: export wants an empty bundle dir, and a worker's old
+        RocksDB state would not match this run's fresh in-memory broker."""
+        for path in (self.checkpoint, self.bundle, self.registry, self.worker_state):
+            shutil.rmtree(path, ignore_errors=True)
+
+    def istream(self, *args: object, timeout: float = COMMAND_TIMEOUT_S) -> str:
         """Run `istream ARGS` as a user would; its stdout, or DemoError with its stderr."""
         words = [str(a) for a in args]
         print(f"$ istream {shlex.join(words)}", flush=True)
-        result = subprocess.run([*istream_argv(), *words], env=self.env, capture_output=True, text=True)
+        try:
+            result = subprocess.run(
+                [*istream_argv(), *words], env=self.env, capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired:
+            raise DemoError(f"`istream {shlex.join(words)}` did not finish within {timeout:.0f} s") from None
         if result.returncode != 0:
             raise DemoError(f"`istream {shlex.join(words)}` failed:\n{result.stderr.strip()}")
         return result.stdout
+
+    def live_worker(self) -> WorkerProcess:
+        if self.worker is None:
+            raise DemoError("no worker is running (start_worker did not run)")
+        return self.worker
+
+    def stop_worker(self) -> int | None:
+        if self.worker is None:
+            return None
+        worker, self.worker = self.worker, None
+        return worker.stop(WORKER_STOP_S)
 
 
 def create_topics(run: DemoRun) -> None:
@@ -62,45 +117,117 @@ def create_topics(run: DemoRun) -> None:
 
 
 def generate_sample(run: DemoRun) -> None:
-    """Generate a small synthetic sample (users with planted topic interests)."""
+    """Generate a synthetic stream (users with planted topic interests) and its truth."""
     out = run.istream(
         "generate",
         *("--users", run.args.users, "--items", run.args.items, "--events", run.args.events),
         *("--seed", run.args.seed, "--out-events", run.events_file, "--out-items", run.items_file),
+        *("--out-truth", run.truth_file),
     )
     print(out.rstrip())
 
 
-def produce_sample(run: DemoRun) -> None:
-    """Produce the sample: items first, then events keyed by user_id."""
-    out = run.istream("produce", run.events_file, "--items", run.items_file)
+def hold_back(run: DemoRun) -> None:
+    """Split in time: each user's newest events are held back for the live replay."""
+    history, run.held = split_held_back(read_jsonl(run.events_file), run.args.held_back)
+    write_jsonl(run.history_file, history)
+    write_jsonl(run.live_file, run.held)
+    users = len({e["user_id"] for e in run.held})
+    print(f"history: {len(history)} events -> {run.history_file}")
+    print(f"held back: {len(run.held)} events (last {run.args.held_back} of {users} users) -> {run.live_file}")
+    by_type = Counter(event["type"] for event in run.held)
+    print("held-back events per type: " + ", ".join(f"{kind} {n}" for kind, n in by_type.most_common()))
+
+
+def train_model(run: DemoRun) -> None:
+    """Train a quick model on the history."""
+    out = run.istream(
+        "train",
+        *("--events", run.history_file, "--items", run.items_file, "--out", run.checkpoint),
+        *("--epochs", run.args.epochs, "--seed", run.args.seed, "--quiet"),
+        timeout=TRAIN_TIMEOUT_S,
+    )
     print(out.rstrip())
-    run.produced = sum(1 for line in run.events_file.open() if line.strip())
 
 
-def tail_events(run: DemoRun) -> None:
-    """Read every event back from the topic."""
-    out = run.istream("tail", "events", "--from-beginning", "--max", run.produced, "--timeout", 10)
-    run.tailed = [json.loads(line) for line in out.splitlines()]
-    if len(run.tailed) != run.produced:
-        raise DemoError(f"produced {run.produced} events but read back {len(run.tailed)}")
+def export_model(run: DemoRun) -> None:
+    """Export it as an ONNX bundle (checked against torch)."""
+    print(run.istream("export", "--model", run.checkpoint, "--out", run.bundle, timeout=TRAIN_TIMEOUT_S).rstrip())
 
 
-def summarise(run: DemoRun) -> None:
-    """Summarise what was read back."""
-    by_type = Counter(event["type"] for event in run.tailed)
-    users = len({event["user_id"] for event in run.tailed})
-    items = len({event["item_id"] for event in run.tailed})
-    print(f"read back {len(run.tailed)} of {run.produced} events: {users} users, {items} items")
-    print("events per type: " + ", ".join(f"{kind} {n}" for kind, n in by_type.most_common()))
-    print("a few of them:")
-    comment = next((e for e in run.tailed if e["type"] == "comment"), None)
-    shown = run.tailed[: SHOWN_EVENTS - 1] + ([comment] if comment else run.tailed[SHOWN_EVENTS - 1 : SHOWN_EVENTS])
-    for event in shown:
-        print("  " + json.dumps(event, ensure_ascii=False))
+def publish_model(run: DemoRun) -> None:
+    """Publish the bundle to a registry and promote it to CURRENT."""
+    version = json.loads((run.bundle / "manifest.json").read_text())["version"]
+    print(run.istream("models", "publish", run.bundle, "--registry", run.registry).rstrip())
+    print(run.istream("models", "promote", version, "--registry", run.registry).rstrip())
 
 
-STEPS: list[Callable[[DemoRun], None]] = [create_topics, generate_sample, produce_sample, tail_events, summarise]
+def start_worker(run: DemoRun) -> None:
+    """Start the worker in the background; it serves the CURRENT model."""
+    args = ["worker", "--registry", str(run.registry), "--data-dir", str(run.worker_state), "--web-port", "0"]
+    run.worker = WorkerProcess(args, run.env, WORKER_ENV, run.run_dir / "worker.log")
+    print(f"$ {run.worker.command} &    # log: {run.worker.log_path}", flush=True)
+    run.worker.wait_for("serving model:", WORKER_READY_S)
+    print(next(line for line in run.worker.output().splitlines() if "serving model:" in line).strip())
+
+
+def produce_live(run: DemoRun) -> None:
+    """Produce the catalog, then the held-back events (the live stream)."""
+    run.live_worker().check_running()
+    print(run.istream("produce", run.live_file, "--items", run.items_file).rstrip())
+
+
+def read_recommendations(run: DemoRun) -> None:
+    """Read the worker's recommendations as they arrive, one per held-back event."""
+    worker = run.live_worker()
+    expected = len(run.held)
+    out = run.istream(
+        *("tail", "recommendations", "--from-beginning", "--max", expected, "--timeout", RECOMMENDATIONS_IDLE_S),
+        timeout=COMMAND_TIMEOUT_S + RECOMMENDATIONS_IDLE_S,
+    )
+    run.recommendations = [json.loads(line) for line in out.splitlines()]
+    missing = {e["event_id"] for e in run.held} - {r["event_id"] for r in run.recommendations}
+    if missing:
+        worker.check_running()  # a worker that died says so rather than "no recommendations"
+        raise DemoError(
+            f"got {len(run.recommendations)} recommendations for {expected} held-back events "
+            f"({len(missing)} events without one after {RECOMMENDATIONS_IDLE_S:.0f} s of silence); {worker.log_tail()}"
+        )
+    versions = Counter(r["model_version"] for r in run.recommendations)
+    print(f"read {len(run.recommendations)} recommendations, model version(s): {', '.join(versions)}")
+
+
+def compare_with_truth(run: DemoRun) -> None:
+    """Compare the live recommendations with the planted interests."""
+    truth = json.loads(run.truth_file.read_text())
+    for line in describe_users(run.held, run.recommendations, truth, SHOWN_USERS):
+        print(line)
+    for line in score(run.held, run.recommendations, truth).lines():
+        print(line)
+
+
+def stop_worker(run: DemoRun) -> None:
+    """Stop the worker (SIGTERM) and check it exited cleanly."""
+    worker = run.live_worker()
+    code = run.stop_worker()
+    if code != 0:
+        raise DemoError(f"the worker exited with code {code} after SIGTERM; {worker.log_tail()}")
+    print("worker stopped, exit code 0")
+
+
+STEPS: list[Callable[[DemoRun], None]] = [
+    create_topics,
+    generate_sample,
+    hold_back,
+    train_model,
+    export_model,
+    publish_model,
+    start_worker,
+    produce_live,
+    read_recommendations,
+    compare_with_truth,
+    stop_worker,
+]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -110,6 +237,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--held-back", type=int, default=6, help="Newest events per user replayed live.")
+    parser.add_argument("--epochs", type=int, default=15, help="Most training epochs (early stopping).")
     return parser.parse_args(argv)
 
 
@@ -126,12 +255,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with open(run_dir / LOG_FILE, "wb") as log, start_broker(host, port, log=log) as broker:
             print(f"== Tansu broker (memory storage) on {broker.bootstrap}, log {run_dir / LOG_FILE}")
-            # The children talk to this broker whatever the caller's environment says.
-            env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "ISTREAM_RUN_DIR": str(run_dir)}
+            # The children talk to this broker and keep their files in the run dir, whatever the
+            # caller's environment says.
+            env = {
+                **os.environ,
+                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+                "ISTREAM_RUN_DIR": str(run_dir),
+                "PYTHONUNBUFFERED": "1",
+                # ONNX Runtime writes a telemetry database under $XDG_CACHE_HOME (~/.cache) on import
+                "XDG_CACHE_HOME": str((run_dir / "cache").resolve()),  # absolute, as XDG requires
+            }
             run = DemoRun(settings.model_copy(update={"bootstrap_servers": broker.bootstrap}), run_dir, args, env)
-            for step in STEPS:
-                print(f"\n== {step.__doc__}", flush=True)
-                step(run)
+            run.clean()
+            try:
+                for step in STEPS:
+                    print(f"\n== {step.__doc__.splitlines()[0]}", flush=True)
+                    step(run)
+            finally:
+                run.stop_worker()  # after a failed step: never leave the worker behind
     except InterestStreamError as exc:
         print(f"make run failed: {exc}", file=sys.stderr)
         return 1
