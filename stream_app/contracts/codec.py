@@ -33,6 +33,8 @@ def _decode(decoder: msgspec.json.Decoder, raw: bytes | bytearray | memoryview |
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise ContractError("schema", f"{what}: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec raises it for invalid UTF-8 inside a JSON string
+        raise ContractError("encoding", f"{what}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     except msgspec.DecodeError as exc:
         try:
             bytes(raw if not isinstance(raw, str) else raw.encode()).decode("utf-8")

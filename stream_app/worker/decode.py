@@ -90,9 +90,6 @@ def decode_records(records: list[RawRecord]) -> tuple[list[Incoming], list[Rejec
         except ContractError as exc:
             rejected.append(dead_letter(record, exc.reason, str(exc)))
             continue
-        except UnicodeDecodeError as exc:  # msgspec raises it for invalid UTF-8 inside a JSON string
-            rejected.append(dead_letter(record, "encoding", f"event: not valid UTF-8 ({exc})"))
-            continue
         if record.key is None or record.key != event.user_id.encode("utf-8"):
             rejected.append(
                 dead_letter(record, "key", f"record key {record.key!r} is not the event's user_id {event.user_id!r}")

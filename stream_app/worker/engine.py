@@ -126,8 +126,8 @@ class WorkerEngine:
                 continue
             try:
                 item = decode_item(record.value)
-            except (ContractError, UnicodeDecodeError) as exc:
-                rejected = dead_letter(record, getattr(exc, "reason", "encoding"), str(exc))
+            except ContractError as exc:
+                rejected = dead_letter(record, exc.reason, str(exc))
                 letters.append(dead_letter_output(rejected))
                 self.metrics.dead_letters.labels(rejected.letter.reason).inc()
                 continue

@@ -72,12 +72,6 @@ def test_invalid_events_raise_contract_error(payload, reason, says):
     assert says in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="codec bug: msgspec raises UnicodeDecodeError for invalid UTF-8 inside a string and "
-    "stream_app.contracts.codec._decode lets it escape; it must become ContractError('encoding')",
-)
 def test_invalid_utf8_inside_a_string_is_a_contract_error():
     with pytest.raises(ContractError) as caught:
         decode_event(b'{"event_id": "e\xff1", "user_id": "u1", "item_id": "i1", "type": "click", "ts": 1}')
