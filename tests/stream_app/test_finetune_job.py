@@ -26,7 +26,7 @@ from stream_app.finetune_kafka import RetryPolicy, read_catalog, read_window
 from stream_app.settings import Settings
 from tests.models.continual.drift import Drift, planted_drift, train_champion
 from tests.models.continual.test_challenge import shuffled_labels
-from tests.stream_app.worker.fixtures import WorkerProcess, produce, read_topic
+from tests.stream_app.worker.fixtures import WorkerProcess, outputs_for, produce, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -118,8 +118,8 @@ def test_planted_drift_is_published_and_a_running_worker_swaps_without_losing_ev
         assert swapped in worker.output(), worker.output()[-3000:]
         produce(settings, topics["events"], [(e["user_id"].encode(), msgspec.json.encode(e)) for e in late[sent:]])
         everything = [*drift.after, *late]
-        vectors = [msgspec.json.decode(m.value(), type=InterestVector)
-                   for m in read_topic(settings, topics["vectors"], expect=len(everything), timeout=180)]  # fmt: skip
+        vector_msgs = read_topic(settings, topics["vectors"], timeout=180, until=outputs_for(everything))
+        vectors = [msgspec.json.decode(m.value(), type=InterestVector) for m in vector_msgs]
     assert worker.returncode == 0, worker.output()[-3000:]
     # no event lost or applied twice across the swap; the old model served until the swap, the new one after
     assert sorted(v.event_id for v in vectors) == sorted(e["event_id"] for e in everything)

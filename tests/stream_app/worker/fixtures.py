@@ -3,12 +3,10 @@ offline stepwise reference (one event at a time through the same bundle's runtim
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from confluent_kafka import Message, Producer
 from stream_app.client import RecordConsumer
 from stream_app.contracts import EVENT_TYPES, Event
 from stream_app.settings import Settings
+from stream_app.worker import process
 from stream_app.worker.decode import RawRecord
 from stream_app.worker.item_index import Catalog, ItemIndex
 from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving, process_batch
@@ -58,26 +57,74 @@ def stream_events(settings: Settings, topic: str, events: list[Event], chunk: in
     return thread
 
 
-def read_topic(settings: Settings, topic: str, expect: int, timeout: float = 60.0, idle: float = 3.0) -> list[Message]:
-    """Every message of ``topic`` from the beginning: returns once ``expect`` arrived and then
-    nothing more for ``idle`` seconds (extras would show up), or at ``timeout``."""
+def read_topic(
+    settings: Settings,
+    topic: str,
+    expect: int = 0,
+    timeout: float = 60.0,
+    idle: float = 3.0,
+    until: Callable[[list[Message]], bool] | None = None,
+) -> list[Message]:
+    """Every message of ``topic`` from the beginning: returns once ``expect`` arrived (or ``until(messages)``
+    holds) and then nothing more for ``idle`` seconds (extras would show up), or at ``timeout``."""
+    done = until or (lambda out: len(out) >= expect)
     out: list[Message] = []
     deadline = time.monotonic() + timeout
     with RecordConsumer(settings, topic, from_beginning=True) as consumer:
-        while len(out) < expect and time.monotonic() < deadline:
-            out.extend(consumer.messages(max_records=expect - len(out), timeout=1.0))
+        while not done(out) and time.monotonic() < deadline:
+            want = max(1, expect - len(out)) if until is None else 500
+            out.extend(consumer.messages(max_records=want, timeout=1.0))
         if idle:
             out.extend(consumer.messages(timeout=idle))
     return out
 
 
-def final_states(settings: Settings, changelog: str, timeout: float = 30.0) -> dict[str, tuple[int, UserState | None]]:
-    """user_id -> (changelog partition, last state written) from the worker's changelog topic."""
-    states: dict[str, tuple[int, UserState | None]] = {}
-    for msg in read_topic(settings, changelog, expect=1, timeout=timeout, idle=2.0):
-        value = msg.value()
-        states[msg.key().decode()] = (msg.partition(), decode_state(value) if value is not None else None)
-    return states
+class _EventRef(msgspec.Struct):
+    event_id: str
+
+
+def outputs_for(events: list[Event] | list[dict]) -> Callable[[list[Message]], bool]:
+    """``read_topic`` condition: an output record (vector or recommendation) for every one of ``events``.
+
+    Counting records is not enough: a batch replayed after a crash or a rebalance emits copies, and
+    a count reached through copies returns before the last events' outputs."""
+    missing = {e["event_id"] if isinstance(e, dict) else e.event_id for e in events}
+    read = 0
+
+    def done(messages: list[Message]) -> bool:
+        nonlocal read
+        for m in messages[read:]:
+            if m.value() is not None:
+                missing.discard(msgspec.json.decode(m.value(), type=_EventRef).event_id)
+        read = len(messages)
+        return not missing
+
+    return done
+
+
+def applied_per_user(events: list[Event]) -> dict[str, int]:
+    return dict(Counter(e.user_id for e in events))
+
+
+def final_states(
+    settings: Settings, changelog: str, applied: dict[str, int] | None = None, timeout: float = 30.0
+) -> dict[str, tuple[int, UserState | None]]:
+    """user_id -> (changelog partition, last state written) from the worker's changelog topic.
+
+    With ``applied`` (user_id -> applied-event count), reads again until those counts show or
+    ``timeout`` passes: a batch's state writes land just after its outputs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states: dict[str, tuple[int, UserState | None]] = {}
+        for msg in read_topic(settings, changelog, expect=1, timeout=timeout, idle=2.0):
+            value = msg.value()
+            states[msg.key().decode()] = (msg.partition(), decode_state(value) if value is not None else None)
+        settled = applied is None or all(
+            user in states and states[user][1] is not None and states[user][1].applied == n
+            for user, n in applied.items()
+        )
+        if settled or time.monotonic() > deadline:
+            return states
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -178,69 +225,20 @@ class InProcessRun:
         return [self.batch(records[i : i + batch_size]) for i in range(0, len(records), batch_size)]
 
 
-class WorkerProcess:
-    """``istream worker`` in a subprocess, its output in a log file."""
+class WorkerProcess(process.WorkerProcess):
+    """``istream worker`` for tests: fast commits and model polls, no cold start, one ORT thread."""
 
     def __init__(self, settings: Settings, registry: Path, data_dir: Path, log: Path, env: dict | None = None):
-        self.log_path = log
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("ISTREAM_", "KAFKA_"))}
-        base.update(
-            KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
-            ISTREAM_TOPIC_PREFIX=settings.topic_prefix,
-            ISTREAM_SESSION_TIMEOUT_MS=str(settings.session_timeout_ms),
-            ISTREAM_RUN_DIR=str(settings.run_dir),
-            ISTREAM_WORKER_COMMIT_INTERVAL_S="0.5",
-            ISTREAM_MODEL_POLL_S="0.5",
-            ISTREAM_COLD_START_EVENTS="0",
-            ISTREAM_ORT_INTRA_OP_THREADS="1",
-            PYTHONUNBUFFERED="1",
-        )
-        base.update(env or {})
-        script = Path(sys.executable).with_name("istream")
-        cmd = [str(script)] if script.exists() else [sys.executable, "-m", "stream_app.cli"]
-        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [*cmd, "worker", "--registry", str(registry), "--data-dir", str(data_dir), "--web-port", "0"],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=base,
-        )
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        test_env = {
+            "ISTREAM_WORKER_COMMIT_INTERVAL_S": "0.5",
+            "ISTREAM_MODEL_POLL_S": "0.5",
+            "ISTREAM_COLD_START_EVENTS": "0",
+            "ISTREAM_ORT_INTRA_OP_THREADS": "1",
+        }
+        super().__init__(settings, registry, data_dir, log, env={**test_env, **(env or {})})
 
     def wait_for(self, text: str, timeout: float = WORKER_READY_S) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.output():
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.output()[-5000:]}")
-            time.sleep(0.2)
-        raise AssertionError(f"worker never logged {text!r}:\n{self.output()[-5000:]}")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def __enter__(self) -> WorkerProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def returncode(self) -> int | None:
-        return self.proc.returncode
-
-    def stop(self, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if not self._log.closed:
-            self._log.close()
-        return self.proc.returncode
+        try:
+            super().wait_for(text, timeout)
+        except (process.WorkerExited, TimeoutError) as exc:
+            raise AssertionError(str(exc)) from None
