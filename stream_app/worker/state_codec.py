@@ -5,10 +5,9 @@ used to drop redelivered events, a bounded window of the raw step inputs of the 
 (to rebuild the state when the serving model changes) and a bounded list of recently seen items
 (excluded from recommendations).
 
-Byte layout of version 1 (little-endian; ``str*`` is a string list: ``u16 count``,
-``u16[count]`` UTF-8 byte lengths, then the bytes one after the other)::
+Byte layout of version 2 (little-endian; ``str*`` is a string list, see below)::
 
-    u8        codec version (1)
+    u8        codec version (2)
     u8        m = byte length of the model version
     m bytes   model version, UTF-8
     u16       S, then f32[S]     packed recurrent state
@@ -26,6 +25,12 @@ Byte layout of version 1 (little-endian; ``str*`` is a string list: ``u16 count`
     f32[W]    gap_s              seconds since the user's previous event, as stepped
     f16[n,T]  comment embeddings of the n window events with has_text, in window order
 
+``str*`` in version 2: ``u16 count``; when its top bit is clear, ``u32 size`` and the UTF-8 bytes
+of the strings joined by NUL (one decode and one split, where per-string decoding was most of
+the codec's time); when set (a string contains NUL), ``count & 0x7fff`` strings in the version 1
+form. Version 1 is the same layout with every ``str*`` as ``u16 count``, ``u16[count]`` UTF-8 byte
+lengths, then the bytes one after the other; it stays decodable.
+
 Comment embeddings are L2-normalised vectors; float16 keeps them to 2 bytes a value, far inside
 the tolerance a rebuilt state needs. A new layout gets a new version byte and a decoder next to
 ``_decode_v1``; old versions stay decodable. Every failure is a ``StateCodecError``.
@@ -34,17 +39,21 @@ the tolerance a rebuilt state needs. A new layout gets a new version byte and a 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from stream_app.exceptions import InterestStreamError
 
-VERSION = 1
+VERSION = 2
 NO_TS = -1
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
+_U16_U32 = struct.Struct("<HI")
+_U32 = struct.Struct("<I")
+_LENGTH_PREFIXED = 0x8000
 _TS_APPLIED = struct.Struct("<qQ")
 _WT = struct.Struct("<HH")
 
@@ -53,9 +62,9 @@ class StateCodecError(InterestStreamError):
     """A stored user state cannot be encoded or decoded; the user restarts from an empty state."""
 
 
-@dataclass(frozen=True, slots=True)
-class RecentEvent:
-    """The raw step inputs of one applied event that are not the recurrent state."""
+class RecentEvent(NamedTuple):
+    """The raw step inputs of one applied event that are not the recurrent state (a tuple: a
+    decoded window builds 32 of them per user and batch)."""
 
     event_id: str
     item_id: str
@@ -85,10 +94,15 @@ class UserState:
 
 
 def _pack_strs(out: list[bytes], strings: Sequence[str]) -> None:
-    raw = [s.encode("utf-8") for s in strings]
-    out.append(_U16.pack(len(raw)))
-    out.append(np.fromiter((len(b) for b in raw), dtype="<u2", count=len(raw)).tobytes())
-    out.extend(raw)
+    joined = "\0".join(strings)
+    if len(strings) < _LENGTH_PREFIXED and joined.count("\0") == max(0, len(strings) - 1):
+        raw = joined.encode("utf-8")
+        out += [_U16_U32.pack(len(strings), len(raw)), raw]
+        return
+    encoded = [s.encode("utf-8") for s in strings]
+    out.append(_U16.pack(len(encoded) | _LENGTH_PREFIXED))
+    out.append(np.fromiter((len(b) for b in encoded), dtype="<u2", count=len(encoded)).tobytes())
+    out.extend(encoded)
 
 
 def encode_state(user: UserState) -> bytes:
@@ -143,23 +157,38 @@ class _Reader:
         self.pos = end
         return s
 
-    def strs(self) -> list[str]:
-        (count,) = self.unpack(_U16)
+    def prefixed_strs(self, count: int) -> list[str]:
+        """``count`` strings as ``u16[count]`` byte lengths, then the bytes (version 1's ``str*``)."""
         lengths = self.array("<u2", count).tolist()
         return [self.text(n) for n in lengths]
 
+    def strs_v1(self) -> list[str]:
+        (count,) = self.unpack(_U16)
+        return self.prefixed_strs(count)
 
-def _decode_v1(r: _Reader) -> UserState:
+    def strs(self) -> list[str]:
+        (count,) = self.unpack(_U16)
+        if count & _LENGTH_PREFIXED:
+            return self.prefixed_strs(count & ~_LENGTH_PREFIXED)
+        (size,) = self.unpack(_U32)
+        joined = self.text(size)
+        strings = joined.split("\0") if count else []
+        if len(strings) != count:
+            raise ValueError(f"string list of {count} holds {len(strings)}")
+        return strings
+
+
+def _decode(r: _Reader, strs: Callable[[], list[str]]) -> UserState:
     (m,) = r.unpack(_U8)
     model_version = r.text(m)
     (s,) = r.unpack(_U16)
     state = r.array("<f4", s).astype(np.float32)
     last_ts, applied = r.unpack(_TS_APPLIED)
-    ids_at_last_ts = r.strs()
-    seen = r.strs()
+    ids_at_last_ts = strs()
+    seen = strs()
     w, width = r.unpack(_WT)
-    event_ids = r.strs()
-    item_ids = r.strs()
+    event_ids = strs()
+    item_ids = strs()
     if len(event_ids) != w or len(item_ids) != w:
         raise ValueError(f"window of {w} events has {len(event_ids)} ids and {len(item_ids)} items")
     types = r.array("u1", w).tolist()
@@ -170,16 +199,22 @@ def _decode_v1(r: _Reader) -> UserState:
     if n_text and not width:
         raise ValueError("window events have text but the embedding width is 0")
     embs = r.array("<f2", n_text * width).reshape(n_text, width).astype(np.float32) if n_text else None
-    window, k = [], 0
-    for i in range(w):
-        emb = None
-        if has_text[i]:
-            emb, k = embs[k], k + 1
-        window.append(RecentEvent(event_ids[i], item_ids[i], types[i], ratings[i], gaps[i], emb))
+    comment_embs: list[np.ndarray | None] = [None] * w
+    for k, i in enumerate(np.flatnonzero(has_text).tolist()):
+        comment_embs[i] = embs[k]
+    window = list(map(RecentEvent._make, zip(event_ids, item_ids, types, ratings, gaps, comment_embs, strict=True)))
     return UserState(model_version, state, last_ts, applied, ids_at_last_ts, seen, window)
 
 
-_DECODERS = {1: _decode_v1}
+def _decode_v1(r: _Reader) -> UserState:
+    return _decode(r, r.strs_v1)
+
+
+def _decode_v2(r: _Reader) -> UserState:
+    return _decode(r, r.strs)
+
+
+_DECODERS = {1: _decode_v1, 2: _decode_v2}
 
 
 def decode_state(raw: bytes) -> UserState:

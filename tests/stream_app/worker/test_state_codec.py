@@ -48,9 +48,44 @@ def _assert_same(a: UserState, b: UserState, emb_atol: float = 0.0) -> None:
 def test_round_trip_keeps_every_field():
     user = _user()
     raw = encode_state(user)
-    assert raw[0] == 1
+    assert raw[0] == 2
     # float16 embeddings: about 1e-3 relative, far inside what a rebuilt state needs
     _assert_same(user, decode_state(raw), emb_atol=1e-3)
+
+
+# encode_state of the version 1 codec (before the string lists became NUL-joined) for V1_STATE
+V1_BYTES = bytes.fromhex(
+    "010876312d6d6f64656c0400000000000000003e0000803e0000c03e7b68e5cf8b010000070000000000000001000300652d33020003000400"
+    "692d31692dc3bc02000200020003000300652d32652d33020003000400692d31692dc3bc00050001000080bf000080400000000000007042cd"
+    "38663a"
+)
+V1_STATE = UserState(
+    "v1-model",
+    np.arange(4, dtype=np.float32) / 8,
+    1_700_000_000_123,
+    7,
+    ["e-3"],
+    ["i-1", "i-ü"],
+    [
+        RecentEvent("e-2", "i-1", 0, -1.0, 0.0, None),
+        RecentEvent("e-3", "i-ü", 5, 4.0, 60.0, np.array([0.6, 0.8], dtype=np.float32)),
+    ],
+)
+
+
+def test_a_state_written_by_the_version_1_codec_still_decodes_and_is_rewritten_as_version_2():
+    user = decode_state(V1_BYTES)
+    _assert_same(V1_STATE, user, emb_atol=1e-3)
+    raw = encode_state(user)
+    assert raw[0] == 2 and raw != V1_BYTES
+    _assert_same(V1_STATE, decode_state(raw), emb_atol=1e-3)
+
+
+def test_ids_holding_nul_round_trip_through_the_length_prefixed_form():
+    user = _user(window=3, seen=2)
+    user.seen = ["a\0b", "", "c"]
+    user.window[1] = RecentEvent("e\0\0", "i\0", 1, 2.0, 3.0, None)
+    _assert_same(user, decode_state(encode_state(user)), emb_atol=1e-3)
 
 
 def test_empty_state_round_trips():
@@ -68,8 +103,8 @@ def test_state_is_compact():
 
 def test_unknown_codec_version_fails_clearly():
     raw = bytearray(encode_state(_user()))
-    raw[0] = 2
-    with pytest.raises(StateCodecError, match="version 2 is unknown"):
+    raw[0] = 3
+    with pytest.raises(StateCodecError, match="version 3 is unknown"):
         decode_state(bytes(raw))
 
 
