@@ -98,15 +98,20 @@ class ItemIndex:
             if row is not None:
                 self._alive[row] = False
 
-    def _append(self, ids: list[str], vectors: np.ndarray) -> None:
-        n, need = len(self.ids), len(self.ids) + len(ids)
-        if need > self._matrix.shape[0]:
-            capacity = max(need, 2 * self._matrix.shape[0], 64)
+    def _reserve(self, rows: int) -> None:
+        """Room for ``rows`` rows; rows past the items are zeros."""
+        if rows > self._matrix.shape[0]:
+            n = len(self.ids)
+            capacity = max(rows, 2 * self._matrix.shape[0], 64)
             grown = np.zeros((capacity, self.dim), dtype=np.float32)
             grown[:n] = self._matrix[:n]
             alive = np.zeros(capacity, dtype=bool)
             alive[:n] = self._alive[:n]
             self._matrix, self._alive = grown, alive
+
+    def _append(self, ids: list[str], vectors: np.ndarray) -> None:
+        n, need = len(self.ids), len(self.ids) + len(ids)
+        self._reserve(need)
         self._matrix[n:need] = vectors
         self._alive[n:need] = True
         for i, item in enumerate(ids, start=n):
@@ -131,20 +136,51 @@ class ItemIndex:
         has row -1 and score -inf.
         """
         n = len(self.ids)
-        scores = np.asarray(queries, dtype=np.float32) @ self._matrix[:n].T
-        scores[:, ~self._alive[:n]] = -np.inf
-        for r, items in enumerate(exclude):
-            excluded = self.rows(items)
-            if excluded:
-                scores[r, excluded] = -np.inf
         k = min(k, n)
+        width = -(-n // BLOCK) * BLOCK  # whole blocks: padding columns score -inf
+        self._reserve(width)
+        scores = np.asarray(queries, dtype=np.float32) @ self._matrix[:width].T
+        scores[:, n:] = -np.inf
+        alive = self._alive[:n]
+        if not alive.all():
+            scores[:, :n][:, ~alive] = -np.inf
+        get, query_of, rows = self.row_of.get, [], []
+        for q, items in enumerate(exclude):
+            for item in items:
+                row = get(item)
+                if row is not None:
+                    query_of.append(q)
+                    rows.append(row)
+        scores[query_of, rows] = -np.inf
         if k == 0:
             empty = np.zeros((len(scores), 0))
             return empty.astype(np.int64), empty.astype(np.float32)
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(scores), 1))
-        top_scores = np.take_along_axis(scores, top, axis=1)
+        candidates = _candidates(scores, k)
+        cand_scores = np.take_along_axis(scores, candidates, axis=1)
+        m = cand_scores.shape[1]
+        best = np.argpartition(cand_scores, m - k, axis=1)[:, m - k :]
+        top = np.take_along_axis(candidates, best, axis=1)
+        top_scores = np.take_along_axis(cand_scores, best, axis=1)
         order = np.argsort(-top_scores, axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
         top_scores = np.take_along_axis(top_scores, order, axis=1)
         top[np.isneginf(top_scores)] = -1
         return top, top_scores
+
+
+BLOCK = 64
+
+
+def _candidates(scores: np.ndarray, k: int) -> np.ndarray:
+    """Columns [E, m] of each row that surely hold its ``k`` best. ``scores`` has ``BLOCK * nb``
+    columns, grouped into ``nb`` blocks of ``BLOCK`` columns (block b: columns b, b + nb, ...,
+    so the maxima are one reduction over a middle axis, fast in numpy). The ``k`` blocks with
+    the highest maxima hold the k best, since each of them is the maximum of its block or shares
+    a block with a better one: small partitions instead of one over the whole catalog per row."""
+    rows, width = scores.shape
+    blocks = width // BLOCK
+    if blocks <= k:
+        return np.broadcast_to(np.arange(width), (rows, width))
+    maxima = scores.reshape(rows, BLOCK, blocks).max(axis=1)
+    top_blocks = np.argpartition(maxima, blocks - k, axis=1)[:, blocks - k :]
+    return (top_blocks[:, :, None] + blocks * np.arange(BLOCK)).reshape(rows, k * BLOCK)

@@ -20,6 +20,27 @@ def test_top_k_ranks_the_whole_catalog_minus_seen():
         np.testing.assert_allclose(scores[r], full[r, expected], rtol=1e-6)
 
 
+@pytest.mark.parametrize("n_items", [5, 63, 64, 65, 700, 3000])
+def test_top_k_equals_a_full_sort_of_the_live_unseen_catalog(n_items):
+    rng = np.random.default_rng(n_items)
+    matrix = rng.normal(size=(n_items, 8)).astype(np.float32)
+    ids = [f"i{n}" for n in range(n_items)]
+    index = ItemIndex(ids, matrix)
+    dead = set(rng.choice(n_items, size=n_items // 10, replace=False).tolist())
+    index.remove(f"i{d}" for d in dead)
+    queries = rng.normal(size=(40, 8)).astype(np.float32)
+    # queries whose best items are all excluded reach into lower blocks
+    seen = [[f"i{j}" for j in np.argsort(-(q @ matrix.T))[: rng.integers(0, 30)]] for q in queries]
+    rows, scores = index.top_k(queries, seen, 10)
+    full = queries @ matrix.T
+    for r in range(len(queries)):
+        excluded = dead | {int(s[1:]) for s in seen[r]}
+        k = min(10, n_items)
+        expected = [i for i in np.argsort(-full[r]) if i not in excluded][:k]
+        assert rows[r].tolist() == expected + [-1] * (k - len(expected))
+        np.testing.assert_allclose(scores[r, : len(expected)], full[r, expected], rtol=1e-5)
+
+
 def test_top_k_with_fewer_items_than_k_pads_with_minus_one():
     index = ItemIndex(["a", "b", "c"], np.eye(3, dtype=np.float32))
     rows, scores = index.top_k(np.array([[0.0, 1.0, 0.5]], dtype=np.float32), [["b"]], 5)
