@@ -24,7 +24,7 @@ Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256, description="Opaq
 EpochMs = Annotated[int, msgspec.Meta(ge=0, le=99_999_999_999_999, description="Epoch milliseconds.")]
 Text = Annotated[str, msgspec.Meta(max_length=32_768)]
 Rating = Annotated[float, msgspec.Meta(ge=0.0, le=5.0)]
-Vector = list[float]
+Vector = Annotated[list[float], msgspec.Meta(description="Vector components, rounded to 6 decimals.")]
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

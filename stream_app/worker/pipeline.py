@@ -29,6 +29,9 @@ from stream_app.worker.trending import Trending
 
 log = logging.getLogger(__name__)
 TYPE_INDEX = {name: i for i, name in enumerate(EVENT_TYPES)}
+# Output vectors and scores carry 6 decimals: float32 noise of the step is about 1e-6, and the
+# shortest JSON form of a float32 widened to a double takes 17 digits, twice the bytes to encode and ship.
+DECIMALS = 6
 
 
 class StepOutput(Protocol):
@@ -112,16 +115,30 @@ _FORGET = object()
 
 @dataclass(slots=True)
 class _Emitted:
-    """A stepped new event, waiting for its recommendations."""
+    """A stepped new event, waiting for its recommendations.
+
+    Its seen items and window are its owner state's lists as they were right after the event:
+    the live lists while no later event of the batch changed them (the user's last event in a
+    batch, most of them), a copy taken just before one does (``freeze``)."""
 
     user_id: str
     event: Event
     interest: np.ndarray
     long_term: np.ndarray
     short_term: np.ndarray
-    seen: list[str]
-    window: list[tuple[str, str]]  # (event_id, item_id) of the window after this event
+    owner: UserState
     cold: bool
+    seen: list[str] | None = None
+    window: list[RecentEvent] | None = None
+
+    def freeze(self) -> None:
+        self.seen, self.window = list(self.owner.seen), list(self.owner.window)  # RecentEvents are immutable
+
+    def seen_items(self) -> list[str]:
+        return self.owner.seen if self.seen is None else self.seen
+
+    def window_events(self) -> list[RecentEvent]:
+        return self.owner.window if self.window is None else self.window
 
 
 @dataclass(slots=True)
@@ -205,12 +222,14 @@ def _run_waves(users: list[_User], serving: Serving, config: PipelineConfig, emb
     """Run every user's actions in order, one batched step per wave; returns the new events' results."""
     rt, index = serving.runtime, serving.index
     emitted: list[_Emitted] = []
-    depth = max((len(user.actions) for user in users), default=0)
-    for k in range(depth):
+    unfrozen: dict[int, _Emitted] = {}  # id(owner state) -> its newest emitted event, still on the live lists
+    by_depth = sorted(users, key=lambda u: len(u.actions), reverse=True)
+    active = len(by_depth)
+    for k in range(len(by_depth[0].actions) if by_depth else 0):
+        while len(by_depth[active - 1].actions) <= k:
+            active -= 1
         wave: list[tuple[_User, _Step]] = []
-        for user in users:
-            if k >= len(user.actions):
-                continue
+        for user in by_depth[:active]:
             action = user.actions[k]
             if action is _FORGET:
                 key = user.user_id.encode()
@@ -219,29 +238,34 @@ def _run_waves(users: list[_User], serving: Serving, config: PipelineConfig, emb
                 wave.append((user, action))
         if not wave:
             continue
-        steps = [s for _, s in wave]
-        n = len(steps)
+        n = len(wave)
         comment = np.zeros((n, rt.text_dim), dtype=np.float32)
         has_text = np.zeros(n, dtype=np.float32)
-        for i, s in enumerate(steps):
-            if s.recent is not None and s.recent.comment_emb is not None:
-                comment[i], has_text[i] = s.recent.comment_emb, 1.0
-            elif s.text_slot >= 0:
-                comment[i], has_text[i] = embs[s.text_slot], 1.0
-        replay = [s.recent for s in steps]
+        items, types, ratings, gaps = [], [], [], []
+        for i, (_, s) in enumerate(wave):
+            recent = s.recent
+            if recent is not None:  # a window replay
+                items.append(recent.item_id)
+                types.append(recent.event_type)
+                ratings.append(recent.rating)
+                gaps.append(recent.gap_s)
+                if recent.comment_emb is not None:
+                    comment[i], has_text[i] = recent.comment_emb, 1.0
+            else:
+                items.append(s.event.item_id)
+                types.append(TYPE_INDEX[s.event.type])
+                ratings.append(_rating(s.event))
+                gaps.append(s.gap_s)
+                if s.text_slot >= 0:
+                    comment[i], has_text[i] = embs[s.text_slot], 1.0
         out = rt.step(
-            np.stack([s.owner.state for s in steps]).astype(np.float32, copy=False),
-            index.vectors([r.item_id if r else s.event.item_id for r, s in zip(replay, steps, strict=True)]),
-            np.array(
-                [r.event_type if r else TYPE_INDEX[s.event.type] for r, s in zip(replay, steps, strict=True)],
-                dtype=np.int64,
-            ),
+            np.stack([s.owner.state for _, s in wave]).astype(np.float32, copy=False),
+            index.vectors(items),
+            np.array(types, dtype=np.int64),
             comment,
             has_text,
-            np.array(
-                [r.rating if r else _rating(s.event) for r, s in zip(replay, steps, strict=True)], dtype=np.float32
-            ),
-            np.array([r.gap_s if r else s.gap_s for r, s in zip(replay, steps, strict=True)], dtype=np.float32),
+            np.array(ratings, dtype=np.float32),
+            np.array(gaps, dtype=np.float32),
         )
         new_state = np.asarray(out.new_state, dtype=np.float32)
         for i, (user, s) in enumerate(wave):
@@ -249,13 +273,11 @@ def _run_waves(users: list[_User], serving: Serving, config: PipelineConfig, emb
             if s.event is None:
                 continue
             recent = RecentEvent(
-                s.event.event_id,
-                s.event.item_id,
-                TYPE_INDEX[s.event.type],
-                _rating(s.event),
-                s.gap_s,
-                comment[i].copy() if has_text[i] else None,
+                s.event.event_id, items[i], types[i], ratings[i], gaps[i], comment[i].copy() if has_text[i] else None
             )
+            earlier = unfrozen.get(id(s.owner))
+            if earlier is not None:
+                earlier.freeze()  # _remember is about to change the lists it reads
             _remember(s.owner, recent, config)
             e = _Emitted(
                 user.user_id,
@@ -263,10 +285,10 @@ def _run_waves(users: list[_User], serving: Serving, config: PipelineConfig, emb
                 out.interest[i],
                 out.long_term[i],
                 out.short_term[i],
-                list(s.owner.seen),
-                [(w.event_id, w.item_id) for w in s.owner.window],
+                s.owner,
                 cold=s.applied < config.cold_start_events,
             )
+            unfrozen[id(s.owner)] = e
             user.outputs.append(e)
             emitted.append(e)
     return emitted
@@ -288,34 +310,41 @@ def _rank(
     warm = [e for e in emitted if not e.cold]
     ranked: dict[int, list[ScoredItem]] = {}
     if warm:
-        rows, scores = index.top_k(np.stack([e.interest for e in warm]), [e.seen for e in warm], config.top_k)
-        matrix = index.matrix
-        for e, top_rows, top_scores in zip(warm, rows, scores, strict=True):
-            top_rows = top_rows[top_rows >= 0]
-            ranked[id(e)] = _with_because(e, top_rows, top_scores, index, matrix)
+        rows, scores = index.top_k(np.stack([e.interest for e in warm]), [e.seen_items() for e in warm], config.top_k)
+        because = _because([e.window_events() for e in warm], rows, index)
+        ids = index.ids
+        rounded = scores.astype(np.float64).round(DECIMALS).tolist()
+        for e, top_rows, top_scores, reasons in zip(warm, rows.tolist(), rounded, because, strict=True):
+            ranked[id(e)] = [
+                ScoredItem(item_id=ids[row], score=score, because=reason)
+                for row, score, reason in zip(top_rows, top_scores, reasons, strict=True)
+                if row >= 0
+            ]
     for e in emitted:
         if e.cold:
             ranked[id(e)] = [
                 ScoredItem(item_id=item, score=score)
-                for item, score in trending.top(config.top_k, e.seen, index.is_alive)
+                for item, score in trending.top(config.top_k, e.seen_items(), index.is_alive)
             ]
     return ranked
 
 
-def _with_because(e: _Emitted, rows: np.ndarray, scores: np.ndarray, index: ItemIndex, matrix) -> list[ScoredItem]:
-    """Name, for each recommended item, the recent event whose item vector is most similar to it."""
-    known = [
-        (event_id, row)
-        for event_id, row in ((eid, index.row_of.get(item)) for eid, item in e.window)
-        if row is not None
-    ]
-    because: list[str | None] = [None] * len(rows)
-    if known and len(rows):
-        support = matrix[[row for _, row in known]] @ matrix[rows].T  # [W, K]
-        because = [known[j][0] for j in support.argmax(axis=0)]
+def _because(windows: list[list[RecentEvent]], rows: np.ndarray, index: ItemIndex) -> list[list[str | None]]:
+    """For each recommended item, the event of its query's recent window whose item vector is most
+    similar to it (None where the window holds no known item), for all queries in one product."""
+    row_of = index.row_of
+    depth = max((len(w) for w in windows), default=0)
+    window_rows = np.full((len(windows), max(depth, 1)), -1, dtype=np.int64)
+    for q, window in enumerate(windows):
+        window_rows[q, : len(window)] = [row_of.get(w.item_id, -1) for w in window]
+    matrix = index.matrix
+    support = np.matmul(matrix[window_rows.clip(0)], matrix[rows.clip(0)].transpose(0, 2, 1))  # [Q, W, K]
+    support[window_rows < 0] = -np.inf
+    best = support.argmax(axis=1)  # [Q, K]
+    known = (window_rows >= 0).any(axis=1)
     return [
-        ScoredItem(item_id=index.ids[row], score=float(score), because=b)
-        for row, score, b in zip(rows.tolist(), scores.tolist(), because, strict=False)
+        [window[j].event_id for j in picks] if has_known else [None] * len(picks)
+        for window, picks, has_known in zip(windows, best.tolist(), known.tolist(), strict=True)
     ]
 
 
@@ -354,7 +383,7 @@ def process_batch(
     trending.add([ev.item_id for ev in new], [ev.ts for ev in new])
     recommendations = _rank(emitted, serving, trending, config)
     t6 = clock()
-    _serialize(users, recommendations, serving.version, result)
+    _serialize(users, emitted, recommendations, serving.version, result)
     result.outputs.extend(dead_letter_output(r) for r in rejected)
     result.counts["late"] = result.dead_letter_reasons["late"]
     result.counts["emitted"] = len(emitted)
@@ -370,7 +399,15 @@ def process_batch(
     return result
 
 
-def _serialize(users: list[_User], recs: dict[int, list[ScoredItem]], version: str, result: BatchResult) -> None:
+def _serialize(
+    users: list[_User], emitted: list[_Emitted], recs: dict[int, list[ScoredItem]], version: str, result: BatchResult
+) -> None:
+    row = {id(e): i for i, e in enumerate(emitted)}
+    vectors = (
+        np.stack([(e.interest, e.long_term, e.short_term) for e in emitted]).astype(np.float64).round(DECIMALS).tolist()
+        if emitted
+        else []
+    )
     for user in users:
         key = user.user_id.encode()
         for out in user.outputs:
@@ -378,14 +415,15 @@ def _serialize(users: list[_User], recs: dict[int, list[ScoredItem]], version: s
                 result.outputs.append(out)
                 continue
             ev = out.event
+            interest, long_term, short_term = vectors[row[id(out)]]
             vector = InterestVector(
                 user_id=user.user_id,
                 event_id=ev.event_id,
                 ts=ev.ts,
                 model_version=version,
-                vector=out.interest.tolist(),
-                long_term=out.long_term.tolist(),
-                short_term=out.short_term.tolist(),
+                vector=interest,
+                long_term=long_term,
+                short_term=short_term,
             )
             rec = Recommendation(
                 user_id=user.user_id, event_id=ev.event_id, ts=ev.ts, model_version=version, items=recs[id(out)]
