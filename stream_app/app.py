@@ -53,10 +53,12 @@ def create_app(settings: Settings) -> faust.App:
 
     partitions = events_partitions(settings)
     session_s = settings.session_timeout_ms / 1000
-    data_dir = settings.worker_data_dir or settings.run_dir / "worker"
+    app_id = settings.worker_app_id or f"{settings.topic_prefix}-worker"
+    # One folder per app id: RocksDB remembers changelog offsets, and another app's would not match.
+    data_dir = (settings.worker_data_dir or settings.run_dir / "worker") / app_id
     data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = faust.App(
-        settings.worker_app_id or f"{settings.topic_prefix}-worker",
+        app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=_credentials(settings),
         store="rocksdb://",
@@ -68,8 +70,6 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=settings.worker_commit_interval_s,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        # aiokafka always takes the first record into an empty batch, so 1 byte means one record a batch.
-        producer_max_batch_size=1 if settings.worker_single_record_batches else 16384,
         stream_recovery_delay=0.0,
         table_standby_replicas=0,
         web_enabled=settings.worker_web_port > 0,

@@ -18,9 +18,7 @@ ENV_PREFIX = "ISTREAM_"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, frozen=True, extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore", populate_by_name=True)
 
     # Kafka connection
     bootstrap_servers: str = Field(
@@ -82,15 +80,17 @@ class Settings(BaseSettings):
     worker_app_id: str | None = Field(
         None, description="Faust app id = consumer group and changelog prefix (default `<prefix>-worker`)."
     )
-    worker_data_dir: Path | None = Field(None, description="Local RocksDB state (default `<run_dir>/worker`).")
+    worker_data_dir: Path | None = Field(
+        None, description="Local RocksDB state, one folder per app id inside (default `<run_dir>/worker`)."
+    )
     worker_web_port: int = Field(6066, ge=0, le=65535, description="Worker web port, serves /metrics; 0 = off.")
     worker_batch_size: int = Field(500, ge=1, description="Most events the worker processes in one micro-batch.")
     worker_batch_ms: int = Field(50, ge=1, description="Longest wait (ms) for a micro-batch to fill.")
     worker_commit_interval_s: float = Field(2.8, gt=0, description="Seconds between offset commits.")
     worker_single_record_batches: bool = Field(
         True,
-        description="One record per changelog produce batch: Tansu's high watermark counts a batch as one record, "
-        "so table recovery would stop short. Turn off on Apache Kafka.",
+        description="Each changelog write ends every partition with a one-record batch: Tansu's high watermark "
+        "counts a batch as one record, so table recovery would stop short. Turn off on Apache Kafka.",
     )
     top_k: int = Field(10, ge=1, description="Recommendations per update.")
     lateness_ms: int = Field(

@@ -23,7 +23,7 @@ from stream_app.worker.feeds import TopicFeed
 from stream_app.worker.hot_swap import ModelSwapper
 from stream_app.worker.item_index import Catalog, ItemIndex
 from stream_app.worker.metrics import WorkerMetrics
-from stream_app.worker.outputs import OutputProducer
+from stream_app.worker.outputs import ChangelogProducer, OutputProducer
 from stream_app.worker.pipeline import BatchResult, Output, PipelineConfig, Serving, dead_letter_output, process_batch
 from stream_app.worker.trending import Trending
 
@@ -59,6 +59,7 @@ class WorkerEngine:
         self.serving: Serving | None = None
         self._swapper: ModelSwapper | None = None
         self._producer: OutputProducer | None = None
+        self._changelog: ChangelogProducer | None = None
         self._feeds: list[TopicFeed] = []
         self._resumed: set[Any] = set()  # partitions whose first consumed offset was logged
 
@@ -78,6 +79,7 @@ class WorkerEngine:
         for feed in (self._items, self._updates):
             feed.start()
             self._feeds.append(feed)
+        self._changelog = ChangelogProducer(kafka, tail_alone=self.settings.worker_single_record_batches)
         self._producer = OutputProducer(kafka, self.names)  # last: `started` reads it
 
     @property
@@ -87,8 +89,9 @@ class WorkerEngine:
     def stop(self) -> None:
         for feed in self._feeds:
             feed.stop()
-        if self._producer is not None:
-            self._producer.close()
+        for producer in (self._producer, self._changelog):
+            if producer is not None:
+                producer.close()
         if self._swapper is not None:
             self._swapper.close()
 
@@ -139,7 +142,7 @@ class WorkerEngine:
         if added or removed:
             log.info("catalog: items_added=%d items_removed=%d", added, len(removed))
         if letters:
-            self._producer.send(letters)
+            self._producer.send_outputs(letters)
 
     async def handle(self, events: list[faust.types.EventT], table: faust.Table) -> BatchResult:
         self.between_batches()
@@ -147,10 +150,10 @@ class WorkerEngine:
         records = [RawRecord(m.topic, m.partition, m.offset, m.key, m.value) for m in (e.message for e in events)]
         result = process_batch(records, states.load, self.serving, self.trending, self.config)
         t0 = time.perf_counter()
-        self._producer.send(result.outputs)
+        self._producer.send_outputs(result.outputs)
         await self._producer.flush()
         t1 = time.perf_counter()
-        await states.write(result.writes)
+        await states.write(result.writes, self._changelog)
         result.timings["emit"] = t1 - t0
         result.timings["store"] = time.perf_counter() - t1
         self._record(result, events)

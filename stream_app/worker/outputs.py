@@ -1,65 +1,123 @@
-"""Output records to Kafka through librdkafka, flushed before the batch's offsets can be committed.
+"""What a batch writes to Kafka, through librdkafka: output records, then user-state changelog records.
 
-Faust's per-message Python send path is the worker's bottleneck, so vectors, recommendations,
-tombstones and dead letters go through one confluent-kafka producer. Ordering of effects per batch:
-outputs are produced and flushed (delivery confirmed) first, the user states are written to the
-table next and their changelog records acknowledged (``tables.BatchStates.write``), and only then
-does the agent return the batch so Faust acks it and may commit. A crash before the state write replays the batch
-on restart: the same states and model give the same outputs again, so consumers see at-least-once
-outputs with identical content, and every state change is applied exactly once.
+Faust's per-message Python send path (aiokafka) was the worker's bottleneck, so both go through
+confluent-kafka producers, each flushed (every delivery confirmed) before the batch goes on.
+Ordering of effects per batch: outputs (vectors, recommendations, tombstones, dead letters) are
+produced and flushed first; the user states are written to the local store and their changelog
+records flushed next (``tables.BatchStates.write``); only then does the agent return the batch
+so Faust acks it and may commit. A crash before the state write replays the batch on restart:
+the same states and model give the same outputs again, so consumers see at-least-once outputs
+with identical content, and every state change is applied exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from stream_app.exceptions import InterestStreamError
 from stream_app.worker.pipeline import Output
 
 
 class OutputError(InterestStreamError):
-    """Output records could not be delivered; the worker stops so the batch is not committed."""
+    """Records could not be delivered; the worker stops so the batch is not committed."""
 
 
-class OutputProducer:
-    def __init__(self, kafka_config: dict, topic_names: dict[str, str]) -> None:
-        self._topics = topic_names
+class BatchProducer:
+    """A librdkafka producer whose ``flush`` awaits every record sent so far and reports the
+    newest delivered offset of each (topic, partition)."""
+
+    def __init__(self, kafka_config: dict[str, Any], **overrides: Any) -> None:
         self._errors: list[KafkaError] = []
+        self._offsets: dict[tuple[str, int], int] = {}
         self._producer = Producer(
             {
                 **kafka_config,
                 "acks": "all",
-                "linger.ms": 5,
-                "compression.type": "lz4",
                 # Java clients' partitioner, so keys land where any other client would put them.
                 "partitioner": "murmur2_random",
                 "queue.buffering.max.messages": 1_000_000,
+                **overrides,
             }
         )
 
-    def _on_delivery(self, err: KafkaError | None, _msg) -> None:
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._errors.append(err)
+            return
+        key = (msg.topic(), msg.partition())
+        if msg.offset() > self._offsets.get(key, -1):
+            self._offsets[key] = msg.offset()
 
-    def send(self, outputs: list[Output]) -> None:
-        produce = self._producer.produce
-        for out in outputs:
-            while True:
-                try:
-                    produce(self._topics[out.kind], out.value, out.key, on_delivery=self._on_delivery)
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)
+    def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int = -1) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key, partition=partition, on_delivery=self._on_delivery)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
 
-    async def flush(self) -> None:
-        """Wait until every record sent so far is acknowledged; ``OutputError`` if any failed."""
+    async def flush(self) -> dict[tuple[str, int], int]:
+        """Once every record sent so far is acknowledged: their newest offset per (topic, partition).
+        ``OutputError`` if any failed."""
         while self._producer.flush(0) > 0:
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.001)
+        offsets, self._offsets = self._offsets, {}
         if self._errors:
             errors, self._errors = self._errors, []
-            raise OutputError(f"{len(errors)} output records were not delivered, first: {errors[0]}")
+            raise OutputError(f"{len(errors)} records were not delivered, first: {errors[0]}")
+        return offsets
 
     def close(self, timeout: float = 10.0) -> None:
         self._producer.flush(timeout)
+
+
+class OutputProducer(BatchProducer):
+    """Output records by topic kind (``topics.VECTORS`` ...), lz4-compressed batches."""
+
+    def __init__(self, kafka_config: dict[str, Any], topic_names: dict[str, str]) -> None:
+        super().__init__(kafka_config, **{"linger.ms": 2, "compression.type": "lz4"})
+        self._topics = topic_names
+
+    def send_outputs(self, outputs: list[Output]) -> None:
+        names, send = self._topics, self.send
+        for out in outputs:
+            send(names[out.kind], out.key, out.value)
+
+
+class ChangelogProducer:
+    """User-state changelog records (explicit partitions: a state lives in the partition of its
+    user's events), lz4-batched.
+
+    On Tansu (``tail_alone``) the high watermark is the base offset of a partition's last batch
+    plus one, and a table recovery that reads up to it would miss the rest of that batch. So each
+    write sends the last record of every partition on its own, after the others are acknowledged:
+    whenever a write has finished, every partition ends in a one-record batch and its watermark is
+    exact. A crash between the two sends leaves a batch that was never acked; its events are
+    replayed on restart, and each user whose record the recovery missed is stepped again from the
+    state before that batch, which is the record before it."""
+
+    def __init__(self, kafka_config: dict[str, Any], tail_alone: bool) -> None:
+        self._batched = BatchProducer(kafka_config, **{"linger.ms": 2, "compression.type": "lz4"})
+        self._tail = BatchProducer(kafka_config, **{"linger.ms": 0, "batch.num.messages": 1}) if tail_alone else None
+
+    async def write(self, topic: str, records: list[tuple[int, bytes, bytes | None]]) -> dict[tuple[str, int], int]:
+        """Send ``(partition, key, value)`` records; once all are acknowledged, the newest offset per partition."""
+        tails = set({partition: i for i, (partition, _, _) in enumerate(records)}.values()) if self._tail else set()
+        for i, (partition, key, value) in enumerate(records):
+            if i not in tails:
+                self._batched.send(topic, key, value, partition)
+        offsets = await self._batched.flush()
+        if self._tail is not None:
+            for i in sorted(tails):
+                partition, key, value = records[i]
+                self._tail.send(topic, key, value, partition)
+            offsets.update(await self._tail.flush())
+        return offsets
+
+    def close(self, timeout: float = 10.0) -> None:
+        for producer in (self._batched, self._tail):
+            if producer is not None:
+                producer.close(timeout)
