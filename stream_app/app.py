@@ -3,6 +3,12 @@
 ``create_app(settings)`` makes the app, its table and its agent; ``istream worker`` calls it with
 the command's settings. ``faust -A stream_app.app worker`` finds ``app`` here, built on first
 access from the environment (``ISTREAM_*``/``KAFKA_BOOTSTRAP_SERVERS``).
+
+The app class is ``WorkerApp``: a ``faust.App`` whose consumer waits at most
+``worker_fetch_max_wait_ms`` per fetch. Faust's aiokafka driver hardcodes ``fetch_max_wait_ms=1500``.
+Apache Kafka answers a fetch as soon as records arrive, so there the wait only bounds idle
+polling; Tansu holds every fetch for the whole wait, which put about 0.5 s (p50) between a
+produced event and its outputs at a steady 500 events/s (``istream bench swap``).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import ssl
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as driver
 
 from stream_app import topics
 from stream_app.exceptions import ConfigError
@@ -47,6 +54,32 @@ def _credentials(settings: Settings) -> Any:
     )
 
 
+class _ConsumerThread(driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # read by the fetcher the consumer creates when it starts
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
+        return consumer
+
+
+class _Consumer(driver.Consumer):
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(driver.Transport):
+    Consumer = _Consumer
+
+
+class WorkerApp(faust.App):
+    def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        super().__init__(*args, **kwargs)
+
+    def _new_transport(self) -> _Transport:
+        return _Transport(self.conf.broker_consumer, self)
+
+
 def create_app(settings: Settings) -> faust.App:
     from stream_app.agents import define_agents
     from stream_app.tables import user_to_state
@@ -57,8 +90,9 @@ def create_app(settings: Settings) -> faust.App:
     # One folder per app id: RocksDB remembers changelog offsets, and another app's would not match.
     data_dir = (settings.worker_data_dir or settings.run_dir / "worker") / app_id
     data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
-    app = faust.App(
+    app = WorkerApp(
         app_id,
+        fetch_max_wait_ms=settings.worker_fetch_max_wait_ms,
         broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=_credentials(settings),
         store="rocksdb://",

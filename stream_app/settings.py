@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     worker_web_port: int = Field(6066, ge=0, le=65535, description="Worker web port, serves /metrics; 0 = off.")
     worker_batch_size: int = Field(500, ge=1, description="Most events the worker processes in one micro-batch.")
     worker_batch_ms: int = Field(50, ge=1, description="Longest wait (ms) for a micro-batch to fill.")
+    worker_fetch_max_wait_ms: int = Field(
+        20,
+        ge=1,
+        description="Longest a consumer fetch waits for records. Tansu holds a fetch that long even when records "
+        "arrive, so it adds to latency there; Apache Kafka answers at once, raise it to poll less when idle.",
+    )
     worker_commit_interval_s: float = Field(2.8, gt=0, description="Seconds between offset commits.")
     worker_single_record_batches: bool = Field(
         True,
