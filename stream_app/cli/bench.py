@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from stream_app.cli.common import reports_errors
+from stream_app.cli.common import make_settings, reports_errors
+from stream_app.settings import Settings
 
 
 def _batch_sizes(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
@@ -91,3 +92,181 @@ def encoder(
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         click.echo(f"figures written to {out_file}")
+
+
+def _rate(ctx: click.Context, param: click.Parameter, value: str) -> float | None:
+    if value == "max":
+        return None
+    try:
+        rate = float(value)
+    except ValueError:
+        raise click.BadParameter("give events per second (a number) or 'max'") from None
+    if rate <= 0:
+        raise click.BadParameter("give a rate > 0, or 'max'")
+    return rate
+
+
+BENCH_SESSION_TIMEOUT_MS = 3000
+
+
+def _bench_setup(name: str, out_dir: Path | None) -> tuple[Settings, Path, Path]:
+    """(settings, work dir reused across runs: bench model and logs, report dir).
+
+    Without an ISTREAM_SESSION_TIMEOUT_MS of the user's, workers get a short session timeout:
+    on Tansu a group join waits about half of it, which would dominate start-up figures."""
+    settings = make_settings()
+    if "session_timeout_ms" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"session_timeout_ms": BENCH_SESSION_TIMEOUT_MS})
+    work = settings.run_dir / "bench"
+    return settings, work, out_dir or work / name
+
+
+registry_option = click.option(
+    "--registry",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Serve this registry's CURRENT bundle (default: a bench model built once under <run dir>/bench).",
+)
+bootstrap_option = click.option("--bootstrap", help="Use this Kafka instead of starting the embedded broker.")
+data_option = click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Public data folder (default: ../shared/data; generated data when absent).",
+)
+out_option = click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Report directory."
+)
+
+
+@bench.command()
+@click.option("--events", "n_events", default=20_000, show_default=True, type=click.IntRange(100))
+@click.option("--rate", default="max", show_default=True, callback=_rate, help="Events/s offered, or 'max'.")
+@click.option("--comment-fraction", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--partitions", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--compare-naive", is_flag=True, help="Also run the naive reference (tests/bench) on the same events.")
+@click.option(
+    "--order",
+    type=click.Choice(["interleaved", "time"]),
+    default="interleaved",
+    show_default=True,
+    help="interleaved: users' events spread over the stream (many users at once); time: the data's own order.",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--profile", is_flag=True, help="Record py-spy profiles of the workers while timed.")
+@registry_option
+@bootstrap_option
+@data_option
+@out_option
+@reports_errors
+def e2e(
+    n_events: int,
+    rate: float | None,
+    comment_fraction: float,
+    workers: int,
+    partitions: int,
+    compare_naive: bool,
+    order: str,
+    seed: int,
+    profile: bool,
+    registry: Path | None,
+    bootstrap: str | None,
+    data_dir: Path | None,
+    out_dir: Path | None,
+) -> None:
+    """Throughput and produce->recommendation latency of the whole pipeline (broker, workers, outputs)."""
+    from stream_app.bench.bundle import ensure_registry
+    from stream_app.bench.e2e import E2EOptions, run_e2e
+    from stream_app.bench.report import e2e_markdown, e2e_plot, write_report
+    from stream_app.bench.workload import SHARED_DATA
+
+    settings, work, out = _bench_setup("e2e", out_dir)
+    data_dir = data_dir or SHARED_DATA
+    registry = ensure_registry(registry, work, data_dir)
+    opts = E2EOptions(
+        events=n_events,
+        rate=rate,
+        comment_fraction=comment_fraction,
+        workers=workers,
+        partitions=partitions,
+        seed=seed,
+        order=order,
+        compare_naive=compare_naive,
+        profile_dir=out / "profile" if profile else None,
+    )
+    report = run_e2e(settings, opts, registry, bootstrap, work / "runs", data_dir)
+    latencies = report.pop("latencies_ms")
+    markdown = e2e_markdown(report)
+    click.echo(markdown)
+    paths = write_report(out, "e2e", report, markdown)
+    e2e_plot(report, latencies, out / "e2e.png")
+    click.echo("written: " + ", ".join(str(p) for p in [*paths, out / "e2e.png"]))
+
+
+@bench.command()
+@click.option("--users", default=100_000, show_default=True, type=click.IntRange(1))
+@click.option("--partitions", default=8, show_default=True, type=click.IntRange(1))
+@registry_option
+@bootstrap_option
+@data_option
+@out_option
+@reports_errors
+def recovery(
+    users: int,
+    partitions: int,
+    registry: Path | None,
+    bootstrap: str | None,
+    data_dir: Path | None,
+    out_dir: Path | None,
+) -> None:
+    """Time for a worker that lost its local RocksDB to restore USERS states from the changelog."""
+    from stream_app.bench.bundle import ensure_registry
+    from stream_app.bench.recovery import run_recovery
+    from stream_app.bench.report import table, write_report
+    from stream_app.bench.workload import SHARED_DATA
+
+    settings, work, out = _bench_setup("recovery", out_dir)
+    registry = ensure_registry(registry, work, data_dir or SHARED_DATA)
+    report = run_recovery(settings, users, partitions, registry, bootstrap, work / "runs")
+    markdown = f"# istream bench recovery\n\n{table(list(report.items()))}\n"
+    click.echo(markdown)
+    click.echo("written: " + ", ".join(str(p) for p in write_report(out, "recovery", report, markdown)))
+
+
+@bench.command()
+@click.option("--rate", default=1000.0, show_default=True, type=click.FloatRange(min=1), help="Events/s offered.")
+@click.option("--seconds", default=30.0, show_default=True, type=click.FloatRange(min=6), help="Length of the stream.")
+@click.option("--partitions", default=8, show_default=True, type=click.IntRange(1))
+@registry_option
+@bootstrap_option
+@data_option
+@out_option
+@reports_errors
+def swap(
+    rate: float,
+    seconds: float,
+    partitions: int,
+    registry: Path | None,
+    bootstrap: str | None,
+    data_dir: Path | None,
+    out_dir: Path | None,
+) -> None:
+    """Latency percentiles before, during and after a hot-swap under steady load."""
+    from stream_app.bench.bundle import ensure_registry
+    from stream_app.bench.report import table, write_report
+    from stream_app.bench.swap import run_swap
+    from stream_app.bench.workload import SHARED_DATA
+
+    settings, work, out = _bench_setup("swap", out_dir)
+    data_dir = data_dir or SHARED_DATA
+    registry = ensure_registry(registry, work, data_dir)
+    report = run_swap(settings, rate, seconds, partitions, registry, bootstrap, work / "runs", data_dir)
+    rows = [
+        (f"{phase} {k} (ms)" if k != "events" else f"{phase} events", v)
+        for phase, figures in report["latency_ms"].items()
+        for k, v in figures.items()
+    ]
+    rows += [(k, v) for k, v in report.items() if k != "latency_ms"]
+    markdown = f"# istream bench swap\n\n{table(rows)}\n"
+    click.echo(markdown)
+    click.echo("written: " + ", ".join(str(p) for p in write_report(out, "swap", report, markdown)))

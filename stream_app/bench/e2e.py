@@ -1,0 +1,253 @@
+"""`istream bench e2e`: the whole system as a user runs it, timed from the outside.
+
+One run: build the workload, measure the raw comment encoder on its texts (same bundle, same
+ONNX Runtime options as the worker), start W worker processes on fresh topics, warm them up,
+then produce the workload at the target rate and time every recommendation. Per-stage time
+shares come from the workers' own metrics; CPU and peak RSS from the worker processes. With
+``compare_naive`` the naive reference pipeline (tests/bench/naive_worker.py) replays the same
+events on fresh topics of the same broker, and the report gives the ratio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stream_app.bench.cluster import ProcessSampler, Workers, broker, fresh_topics, metric_delta
+from stream_app.bench.load import Timings, drive
+from stream_app.bench.profile import hot_functions, py_spy
+from stream_app.bench.workload import Workload, build_workload, workload_of
+from stream_app.exceptions import ConfigError
+from stream_app.settings import Settings
+
+NAIVE_WORKER = Path(__file__).resolve().parents[2] / "tests" / "bench" / "naive_worker.py"
+STAGE_SUM = "istream_stage_seconds_sum"
+DEAD_LETTERS = "istream_dead_letters_total"
+# the bench chooses these for its workers; every other ISTREAM_* of its environment reaches them
+OWN_SETTINGS = (
+    "ISTREAM_TOPIC_PREFIX",
+    "ISTREAM_RUN_DIR",
+    "ISTREAM_BOOTSTRAP_SERVERS",
+    "ISTREAM_REGISTRY_DIR",
+    "ISTREAM_WORKER_DATA_DIR",
+    "ISTREAM_WORKER_WEB_PORT",
+    "ISTREAM_WORKER_APP_ID",
+)
+THROUGHPUT_TARGET = 20_000  # events/s, clicks only (issue targets; reported, never asserted)
+P99_TARGET_MS = 50.0
+ENCODER_SHARE_TARGET = 0.8
+NAIVE_SPEEDUP_TARGET = 10.0
+
+
+@dataclass(frozen=True)
+class E2EOptions:
+    events: int = 20_000
+    rate: float | None = None  # events/s offered; None = as fast as possible
+    comment_fraction: float = 0.0
+    workers: int = 1
+    partitions: int = 8
+    seed: int = 0
+    order: str = "interleaved"  # workload.ORDERS
+    compare_naive: bool = False
+    profile_dir: Path | None = None  # py-spy profiles of the workers while timed
+    idle_timeout: float = 60.0
+
+
+def tuning_env() -> dict[str, str]:
+    """Worker settings from the bench's own environment (batch size, threads, ...)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("ISTREAM_") and k not in OWN_SETTINGS}
+
+
+def warm_up(settings: Settings, partitions: int) -> None:
+    """A few events on every partition, answered before timing starts (assignment done, sessions warm)."""
+    now = int(time.time() * 1000)
+    events = [
+        {
+            "event_id": f"warm-{uuid.uuid4().hex[:6]}-{i}",
+            "user_id": f"warm-{i}",
+            "item_id": "warm",
+            "type": "click",
+            "ts": now,
+        }
+        for i in range(16 * partitions)
+    ]
+    timings = drive(settings, workload_of(events, "warm-up"), rate=None, idle_timeout=120)
+    if timings.answered < len(events):
+        raise ConfigError(f"warm-up: {timings.notes[0]}; see the worker logs in {settings.run_dir}")
+
+
+def encoder_ceiling(registry: Path, settings: Settings, texts: list[str], chunk: int) -> dict[str, Any]:
+    """Comments/s of the worker's encoder (same bundle and runtime options), in chunks of what one
+    micro-batch carries: the most a comment share can allow, with nothing else running."""
+    from export.registry import Registry
+    from export.runtime import RuntimeOptions, load_runtime
+
+    reg = Registry(registry)
+    runtime = load_runtime(reg.bundle_path(reg.current()), RuntimeOptions.from_settings(settings))
+    chunks = [texts[i : i + chunk] for i in range(0, len(texts), chunk)] or [[]]
+    runtime.encode(chunks[0])  # warm-up
+    best = 0.0
+    for _ in range(2):
+        t0 = time.perf_counter()
+        for c in chunks:
+            runtime.encode(c)
+        best = max(best, len(texts) / (time.perf_counter() - t0))
+    return {
+        "texts": len(texts),
+        "chunk": chunk,
+        "graph": runtime.encoder_graph,
+        "provider": runtime.provider,
+        "comments_per_s": best,
+    }
+
+
+def latency_summary(ms: np.ndarray) -> dict[str, float]:
+    if len(ms) == 0:
+        return {}
+    q = np.percentile(ms, [50, 95, 99])
+    return {"p50": q[0], "p95": q[1], "p99": q[2], "max": float(ms.max()), "mean": float(ms.mean())}
+
+
+def throughput_timeline(t: Timings, step: float = 0.5) -> list[tuple[float, float]]:
+    """(seconds since the first send, recommendations/s) per ``step``."""
+    arrivals = t.arrived_at[np.isfinite(t.arrived_at)] - np.nanmin(t.sent_at)
+    if len(arrivals) == 0:
+        return []
+    edges = np.arange(0.0, arrivals.max() + step, step)
+    counts, _ = np.histogram(arrivals, bins=edges)
+    return [(float(e), float(c / step)) for e, c in zip(edges[:-1], counts, strict=True)]
+
+
+def pipeline_figures(t: Timings, sampler: ProcessSampler) -> dict[str, Any]:
+    answered = t.answered
+    return {
+        "answered": answered,
+        "extra_outputs": t.extra_outputs,
+        "sustained_events_per_s": t.sustained_rate(),
+        "overall_events_per_s": t.overall_rate(),
+        "latency_ms": latency_summary(t.latencies_ms()),
+        "worker_cpu_cores": sampler.cpu_seconds / sampler.wall_seconds,
+        "worker_cpu_us_per_event": 1e6 * sampler.cpu_seconds / max(1, answered),
+        "worker_peak_rss_mb": sampler.peak_rss / 2**20,
+        "notes": t.notes,
+    }
+
+
+def _run_pipeline(
+    settings: Settings, registry: Path, workload: Workload, opts: E2EOptions, argv: list[str] | None
+) -> tuple[Timings, dict[str, Any], list[dict[str, float]], list[dict[str, float]]]:
+    with Workers(settings, registry, opts.workers, env=tuning_env(), argv=argv) as workers:
+        warm_up(settings, opts.partitions)
+        before = workers.scrape() if argv is None else []
+        pids = [p.pid for p in workers.processes]
+        with contextlib.ExitStack() as stack:
+            if opts.profile_dir is not None and argv is None:
+                profiles = stack.enter_context(py_spy(pids, opts.profile_dir))
+            sampler = stack.enter_context(ProcessSampler(pids))
+            timings = drive(settings, workload, opts.rate, opts.idle_timeout)
+        after = workers.scrape() if argv is None else []
+    figures = pipeline_figures(timings, sampler)
+    if opts.profile_dir is not None and argv is None:
+        figures["profile"] = {str(path): hot_functions(path) for path in profiles}
+    figures["worker_exit_codes"] = [p.returncode for p in workers.processes]
+    return timings, figures, before, after
+
+
+def _summed(before: list[dict[str, float]], after: list[dict[str, float]], prefix: str) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for b, a in zip(before, after, strict=True):
+        for key, value in metric_delta(b, a, prefix).items():
+            label = key.partition("=")[2].rstrip("}") or key
+            total[label] = total.get(label, 0.0) + value
+    return total
+
+
+def run_e2e(
+    base: Settings, opts: E2EOptions, registry: Path, bootstrap: str | None, work_dir: Path, data_dir: Path
+) -> dict[str, Any]:
+    naive_argv = None
+    if opts.compare_naive:
+        if not NAIVE_WORKER.is_file():
+            raise ConfigError(f"--compare-naive needs a source checkout: {NAIVE_WORKER} is missing")
+        naive_argv = [sys.executable, str(NAIVE_WORKER)]
+    tag = f"e2e-{uuid.uuid4().hex[:8]}"
+    workload = build_workload(opts.events, opts.comment_fraction, opts.seed, tag, data_dir, opts.order)
+    report: dict[str, Any] = {
+        "options": {**asdict(opts), "profile_dir": str(opts.profile_dir) if opts.profile_dir else None},
+        "context": {
+            "workload": workload.source,
+            "comment_texts": workload.text_source,
+            "events": len(workload),
+            "users": workload.users,
+            "comments": workload.comments,
+            "cpu_count": os.cpu_count(),
+            "load_average_before": os.getloadavg(),
+            "python": platform.python_version(),
+            "broker": bootstrap or "embedded Tansu",
+            "worker_settings": {k: v for k, v in sorted(tuning_env().items())},
+        },
+    }
+    if workload.comments:
+        chunk = max(1, round(base.worker_batch_size * opts.comment_fraction))
+        report["encoder"] = encoder_ceiling(registry, base, workload.texts, chunk)
+    with broker(work_dir, bootstrap) as bs:
+        settings = fresh_topics(base, bs, work_dir / "pipeline", opts.partitions)
+        timings, figures, before, after = _run_pipeline(settings, registry, workload, opts, None)
+        stages = _summed(before, after, STAGE_SUM)
+        total = sum(stages.values()) or 1.0
+        figures["stage_seconds"] = stages
+        figures["stage_shares"] = {stage: seconds / total for stage, seconds in stages.items()}
+        figures["dead_letters"] = sum(_summed(before, after, DEAD_LETTERS).values())
+        figures["timeline"] = throughput_timeline(timings)
+        report["pipeline"] = figures
+        report["latencies_ms"] = timings.latencies_ms().round(3).tolist()
+        if naive_argv is not None:
+            naive_settings = fresh_topics(base, bs, work_dir / "naive", opts.partitions)
+            naive_timings, naive, _, _ = _run_pipeline(naive_settings, registry, workload, opts, naive_argv)
+            naive["timeline"] = throughput_timeline(naive_timings)
+            report["naive"] = naive
+    report["targets"] = targets(report)
+    return report
+
+
+def targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The issue's targets that this run's mode speaks to: figure, target, met."""
+    opts, pipe = report["options"], report["pipeline"]
+    out: dict[str, dict[str, Any]] = {}
+    rate = pipe["sustained_events_per_s"]
+    if opts["comment_fraction"] == 0 and opts["rate"] is None:
+        out["clicks-only throughput (events/s)"] = {"figure": rate, "target": f">= {THROUGHPUT_TARGET}"}
+        out["clicks-only throughput (events/s)"]["met"] = rate >= THROUGHPUT_TARGET
+    if opts["rate"] is not None:
+        p99 = pipe["latency_ms"].get("p99", float("inf"))
+        out[f"p99 at {opts['rate']:.0f} events/s offered (ms)"] = {
+            "figure": p99,
+            "target": f"<= {P99_TARGET_MS:.0f}",
+            "met": p99 <= P99_TARGET_MS,
+        }
+    if "encoder" in report:
+        ceiling = report["encoder"]["comments_per_s"] / opts["comment_fraction"]
+        report["encoder"]["ceiling_events_per_s"] = ceiling
+        out["throughput / encoder ceiling"] = {
+            "figure": rate / ceiling,
+            "target": f">= {ENCODER_SHARE_TARGET}",
+            "met": rate / ceiling >= ENCODER_SHARE_TARGET,
+        }
+    if "naive" in report:
+        speedup = rate / report["naive"]["sustained_events_per_s"]
+        report["speedup_vs_naive"] = speedup
+        out["speed-up vs naive"] = {
+            "figure": speedup,
+            "target": f">= {NAIVE_SPEEDUP_TARGET:.0f}",
+            "met": speedup >= NAIVE_SPEEDUP_TARGET,
+        }
+    return out

@@ -1,0 +1,132 @@
+"""Benchmark reports: printed tables, and JSON + markdown + PNG files in the output directory."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
+
+
+def table(rows: list[tuple[str, Any]], header: tuple[str, str] = ("figure", "value")) -> str:
+    """A markdown table of (name, value) rows."""
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
+    lines += [f"| {name} | {_fmt(value)} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+def pipeline_rows(figures: dict[str, Any]) -> list[tuple[str, Any]]:
+    lat = figures.get("latency_ms", {})
+    rows = [
+        ("sustained events/s (10-90% of outputs)", figures["sustained_events_per_s"]),
+        ("events/s, first send to last output", figures["overall_events_per_s"]),
+        ("events answered", figures["answered"]),
+        ("extra outputs (replays)", figures["extra_outputs"]),
+    ]
+    rows += [(f"produce->recommendation {k} (ms)", lat[k]) for k in ("p50", "p95", "p99", "max") if k in lat]
+    rows += [
+        ("worker CPU (cores)", figures["worker_cpu_cores"]),
+        ("worker CPU per event (us)", figures["worker_cpu_us_per_event"]),
+        ("worker peak RSS (MB)", figures["worker_peak_rss_mb"]),
+    ]
+    if "dead_letters" in figures:
+        rows.append(("dead letters", figures["dead_letters"]))
+    return rows
+
+
+def e2e_markdown(report: dict[str, Any]) -> str:
+    ctx, opts = report["context"], report["options"]
+    rate = "max" if opts["rate"] is None else f"{opts['rate']:.0f}/s"
+    parts = [
+        "# istream bench e2e",
+        f"{ctx['events']:,} events ({ctx['comments']:,} comments) from {ctx['users']:,} users, offered at {rate}; "
+        f"{opts['workers']} worker(s), {opts['partitions']} partitions, broker {ctx['broker']}, "
+        f"{ctx['cpu_count']} cores, load average before {ctx['load_average_before'][0]:.2f}.",
+        f"Interactions: {ctx['workload']}. Comment texts: {ctx['comment_texts']}.",
+        "## Pipeline",
+        table(pipeline_rows(report["pipeline"])),
+    ]
+    shares = report["pipeline"].get("stage_shares")
+    if shares:
+        secs = report["pipeline"]["stage_seconds"]
+        parts += [
+            "## Worker time per stage (from its metrics)",
+            table([(s, f"{share:.1%} ({secs[s]:.2f} s)") for s, share in shares.items()], ("stage", "share")),
+        ]
+    for path, hot in report["pipeline"].get("profile", {}).items():
+        parts += [
+            f"## Worker profile (py-spy, {path})",
+            table([(name, f"{share:.1%}") for name, share in hot["own"]], ("function (own time)", "share")),
+            table([(name, f"{share:.1%}") for name, share in hot["inclusive"]], ("function (inclusive)", "share")),
+        ]
+    if "encoder" in report:
+        enc = report["encoder"]
+        parts += [
+            "## Raw comment encoder, same run",
+            table(
+                [
+                    ("comments/s", enc["comments_per_s"]),
+                    ("texts, chunk per run", f"{enc['texts']}, {enc['chunk']}"),
+                    ("graph, provider", f"{enc['graph']}, {enc['provider']}"),
+                    ("events/s it allows at this comment share", enc.get("ceiling_events_per_s", float("nan"))),
+                ]
+            ),
+        ]
+    if "naive" in report:
+        parts += ["## Naive reference, same events", table(pipeline_rows(report["naive"]))]
+        parts.append(f"Speed-up: **{report['speedup_vs_naive']:.1f}x**")
+    if report.get("targets"):
+        parts += [
+            "## Targets",
+            table(
+                [
+                    (name, f"{_fmt(t['figure'])} (target {t['target']}): {'met' if t['met'] else 'NOT met'}")
+                    for name, t in report["targets"].items()
+                ],
+                ("target", "result"),
+            ),
+        ]
+    return "\n\n".join(parts) + "\n"
+
+
+def e2e_plot(report: dict[str, Any], latencies_ms: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    if latencies_ms:
+        left.hist(latencies_ms, bins=80, color="tab:blue")
+        lat = report["pipeline"]["latency_ms"]
+        for name, style in (("p50", "--"), ("p99", ":")):
+            left.axvline(lat[name], color="black", linestyle=style, label=f"{name} {lat[name]:.1f} ms")
+        left.legend()
+    left.set(title="produce -> recommendation latency", xlabel="ms", ylabel="events")
+    for name, label in (("pipeline", "interest-stream"), ("naive", "naive reference")):
+        if name in report and report[name]["timeline"]:
+            t, r = zip(*report[name]["timeline"], strict=True)
+            right.plot(t, r, label=label)
+    right.set(title="recommendations per second", xlabel="seconds since the first event", ylabel="events/s")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(out_dir: Path, name: str, report: dict[str, Any], markdown: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
+    json_path.write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+    md_path.write_text(markdown, encoding="utf-8")
+    return [json_path, md_path]

@@ -1,0 +1,102 @@
+"""`istream bench e2e|recovery|swap` end to end on the test broker with the tiny bundle: the figures
+are whatever this machine gives (never asserted); what is checked is that every event was
+answered and counted, and that each report says what it measured."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from export.registry import Registry
+from stream_app.bench.profile import hot_functions
+
+pytestmark = pytest.mark.integration
+
+
+def _bench(istream, settings, tmp_path: Path, *args: object, timeout: float = 240):
+    run = istream(
+        "bench",
+        *args,
+        "--bootstrap",
+        settings.bootstrap_servers,
+        "--data",
+        tmp_path / "no-data",
+        "--partitions",
+        2,
+        "--out",
+        tmp_path / "report",
+        timeout=timeout,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    return run
+
+
+def test_e2e_answers_every_event_and_compares_with_the_naive_reference(istream, settings, registry, tmp_path):
+    run = _bench(
+        istream,
+        settings,
+        tmp_path,
+        "e2e",
+        "--events",
+        600,
+        "--comment-fraction",
+        0.1,
+        "--compare-naive",
+        "--registry",
+        registry,
+    )
+    report = json.loads((tmp_path / "report" / "e2e.json").read_text())
+    pipeline, naive = report["pipeline"], report["naive"]
+    assert pipeline["answered"] == naive["answered"] == 600 == report["context"]["events"]
+    assert pipeline["dead_letters"] == 0 and pipeline["worker_exit_codes"] == [0]
+    assert naive["worker_exit_codes"] == [0]
+    assert 40 < report["context"]["comments"] < 80 and report["encoder"]["comments_per_s"] > 0
+    assert set(pipeline["stage_shares"]) >= {"decode", "encode", "step", "rank", "emit", "store"}
+    assert sum(pipeline["stage_shares"].values()) == pytest.approx(1.0)
+    assert pipeline["stage_seconds"]["encode"] > 0  # the comments went through the encoder
+    lat = pipeline["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+    assert report["speedup_vs_naive"] == pytest.approx(
+        pipeline["sustained_events_per_s"] / naive["sustained_events_per_s"]
+    )
+    assert {"throughput / encoder ceiling", "speed-up vs naive"} <= set(report["targets"])
+    assert (tmp_path / "report" / "e2e.png").stat().st_size > 10_000
+    assert "## Naive reference, same events" in run.stdout
+
+
+def test_recovery_restores_every_users_state_from_the_changelog(istream, settings, registry, tmp_path):
+    _bench(istream, settings, tmp_path, "recovery", "--users", 400, "--registry", registry)
+    report = json.loads((tmp_path / "report" / "recovery.json").read_text())
+    assert report["states_written"] == 400
+    # every re-sent event was dropped as a duplicate: each user's high-water mark came back
+    assert report["resent_events_dropped_as_duplicates"] == 400 and report["resent_events_emitted"] == 0
+    assert report["probe_answered"] and report["worker_exit_codes"] == [0, 0]
+    assert 0 < report["restore_s"] < report["start_to_ready_s"] < report["start_to_first_recommendation_s"]
+
+
+def test_swap_under_load_switches_every_later_event_to_the_new_version(istream, settings, registry, tmp_path):
+    _bench(istream, settings, tmp_path, "swap", "--rate", 60, "--seconds", 12, "--registry", registry)
+    report = json.loads((tmp_path / "report" / "swap.json").read_text())
+    before, after = report["versions"]["before"], report["versions"]["after"]
+    assert report["answered"] == report["events"] == 720
+    assert set(report["served_by"]) == {before, after} and all(report["served_by"].values())
+    assert report["latency_ms"]["before"]["events"] > 0 and report["latency_ms"]["after"]["events"] > 0
+    assert Registry(registry).current() == before  # the bench leaves the registry serving what it served
+
+
+def test_hot_functions_reads_py_spy_collapsed_stacks(tmp_path):
+    folded = tmp_path / "w.folded"
+    folded.write_text(
+        "<module> (istream:6);handle (stream_app/worker/engine.py:3);top_k (stream_app/worker/item_index.py:9) 6\n"
+        "<module> (istream:6);handle (stream_app/worker/engine.py:3) 2\n"
+        "<module> (istream:6);select (selectors.py:1) 2\n"
+    )
+    hot = hot_functions(folded)
+    assert hot["own"][0] == ("stream_app/worker/item_index.py:top_k", 0.6)
+    assert dict(hot["own"])["selectors.py:select"] == 0.2
+    assert dict(hot["inclusive"]) == {
+        "stream_app/worker/engine.py:handle": 0.8,
+        "stream_app/worker/item_index.py:top_k": 0.6,
+    }
