@@ -25,9 +25,10 @@ from pathlib import Path
 
 from stream_app.broker import LOG_FILE, free_port, port_is_free, start_broker
 from stream_app.cli.common import istream_argv
-from stream_app.demo_live import WorkerProcess, describe_users, read_jsonl, score, split_held_back, write_jsonl
+from stream_app.demo_live import describe_users, read_jsonl, score, split_held_back, write_jsonl
 from stream_app.exceptions import InterestStreamError
 from stream_app.settings import Settings
+from stream_app.worker.process import WorkerProcess
 
 SHOWN_USERS = 4
 COMMAND_TIMEOUT_S = 120.0
@@ -164,9 +165,15 @@ def publish_model(run: DemoRun) -> None:
 
 def start_worker(run: DemoRun) -> None:
     """Start the worker in the background; it serves the CURRENT model."""
-    args = ["worker", "--registry", str(run.registry), "--data-dir", str(run.worker_state), "--web-port", "0"]
-    run.worker = WorkerProcess(args, run.env, WORKER_ENV, run.run_dir / "worker.log")
-    print(f"$ {run.worker.command} &    # log: {run.worker.log_path}", flush=True)
+    log = run.run_dir / "worker.log"
+    shown = " ".join(f"{k}={v}" for k, v in WORKER_ENV.items())
+    print(
+        f"$ {shown} istream worker --registry {run.registry} --data-dir {run.worker_state} --web-port 0 &"
+        f"    # log: {log}",
+        flush=True,
+    )
+    env = {**WORKER_ENV, "XDG_CACHE_HOME": run.env["XDG_CACHE_HOME"]}
+    run.worker = WorkerProcess(run.settings, run.registry, run.worker_state, log, env=env)
     run.worker.wait_for("serving model:", WORKER_READY_S)
     print(next(line for line in run.worker.output().splitlines() if "serving model:" in line).strip())
 

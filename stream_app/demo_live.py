@@ -1,5 +1,5 @@
-"""The live half of `make run`: hold back each user's newest events, run `istream worker` as a
-subprocess, and judge the recommendations it emits against the generator's planted truth.
+"""The live half of `make run`: hold back each user's newest events, and judge the recommendations
+the worker emits for them against the generator's planted truth.
 
 Plain functions on JSON dicts (events, recommendations, the truth file of `istream generate
 --out-truth`), so the demo's steps stay short; nothing here imports torch or Faust.
@@ -8,24 +8,11 @@ Plain functions on JSON dicts (events, recommendations, the truth file of `istre
 from __future__ import annotations
 
 import json
-import shlex
-import signal
-import subprocess
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
-
-from stream_app.cli.common import istream_argv
-from stream_app.exceptions import InterestStreamError
 
 TOP_K = 10
-LOG_TAIL_CHARS = 3000
-
-
-class LiveError(InterestStreamError):
-    """The live part of the demo failed."""
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -54,52 +41,6 @@ def split_held_back(events: list[dict], per_user: int) -> tuple[list[dict], list
     history = [e for e in events if e["event_id"] not in held_ids]
     held = [e for e in events if e["event_id"] in held_ids]
     return history, held
-
-
-class WorkerProcess:
-    """`istream worker` in the background, its output in a log file; always stopped by ``stop``."""
-
-    def __init__(self, args: list[str], env: dict[str, str], shown_env: dict[str, str], log: Path) -> None:
-        self.log_path = log
-        self.command = " ".join(f"{k}={v}" for k, v in shown_env.items()) + f" istream {shlex.join(args)}"
-        self._log: IO[bytes] = log.open("wb")
-        self.proc = subprocess.Popen(
-            [*istream_argv(), *args], stdout=self._log, stderr=subprocess.STDOUT, env={**env, **shown_env}
-        )
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def log_tail(self) -> str:
-        return f"last lines of {self.log_path}:\n{self.output()[-LOG_TAIL_CHARS:]}"
-
-    def check_running(self) -> None:
-        """LiveError with the log's last lines if the worker has exited."""
-        if self.proc.poll() is not None:
-            raise LiveError(f"the worker exited with code {self.proc.returncode}; {self.log_tail()}")
-
-    def wait_for(self, text: str, timeout: float) -> None:
-        """Return once the log shows ``text``; LiveError if the worker exits or ``timeout`` passes."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.output():
-                return
-            self.check_running()
-            time.sleep(0.2)
-        raise LiveError(f"the worker did not log {text!r} within {timeout:.0f} s; {self.log_tail()}")
-
-    def stop(self, timeout: float) -> int:
-        """SIGTERM, then SIGKILL after ``timeout`` s; the exit code (negative: killed by that signal)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if not self._log.closed:
-            self._log.close()
-        return self.proc.returncode
 
 
 @dataclass

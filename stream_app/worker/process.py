@@ -17,10 +17,11 @@ from stream_app.exceptions import InterestStreamError
 from stream_app.settings import Settings
 
 READY_LINE = "Worker ready"  # Faust logs it once recovery is done and the agents consume
+LOG_TAIL_CHARS = 3000
 
 
-class WorkerExited(InterestStreamError):
-    """The worker process ended while it was expected to run."""
+class WorkerProcessError(InterestStreamError):
+    """A worker process ended while it was expected to run, or never logged what was awaited."""
 
 
 def worker_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -75,16 +76,23 @@ class WorkerProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def log_tail(self) -> str:
+        return f"last lines of {self.log_path}:\n{self.output()[-LOG_TAIL_CHARS:]}"
+
+    def check_running(self) -> None:
+        """``WorkerProcessError`` with the end of the log if the worker has exited."""
+        if self.proc.poll() is not None:
+            raise WorkerProcessError(f"the worker exited with code {self.proc.returncode}; {self.log_tail()}")
+
     def wait_for(self, text: str, timeout: float = 90.0) -> None:
-        """Until the log shows ``text``; ``WorkerExited`` if the process ends, ``TimeoutError`` at ``timeout``."""
+        """Until the log shows ``text``; ``WorkerProcessError`` if the worker exits or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if text in self.output():
                 return
-            if self.proc.poll() is not None:
-                raise WorkerExited(f"worker exited ({self.proc.returncode}):\n{self.output()[-5000:]}")
+            self.check_running()
             time.sleep(0.2)
-        raise TimeoutError(f"worker never logged {text!r} in {timeout:.0f} s:\n{self.output()[-5000:]}")
+        raise WorkerProcessError(f"the worker did not log {text!r} within {timeout:.0f} s; {self.log_tail()}")
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

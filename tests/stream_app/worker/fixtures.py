@@ -240,5 +240,5 @@ class WorkerProcess(process.WorkerProcess):
     def wait_for(self, text: str, timeout: float = WORKER_READY_S) -> None:
         try:
             super().wait_for(text, timeout)
-        except (process.WorkerExited, TimeoutError) as exc:
+        except process.WorkerProcessError as exc:
             raise AssertionError(str(exc)) from None
