@@ -19,6 +19,7 @@ import numpy as np
 from models.interest_model import ModelConfig
 from stream_app.contracts import InterestVector, Recommendation, ScoredItem, encode
 from stream_app.settings import Settings
+from stream_app.worker.pipeline import DECIMALS
 from stream_app.worker.state_codec import RecentEvent, UserState, encode_state
 
 MIB = 1024 * 1024
@@ -59,8 +60,8 @@ def output_records(cfg: ModelConfig, settings: Settings, ids: dict[str, int]) ->
     rng = np.random.default_rng(1)
     user, event = _id("u", 1, ids["user"]), _id("e", 1, ids["event"])
 
-    def vec() -> list[float]:
-        return rng.standard_normal(cfg.dim).astype(np.float32).tolist()
+    def vec() -> list[float]:  # float32 values rounded as the worker writes them
+        return rng.standard_normal(cfg.dim).astype(np.float32).astype(np.float64).round(DECIMALS).tolist()
 
     vector = InterestVector(
         user_id=user,
@@ -77,7 +78,9 @@ def output_records(cfg: ModelConfig, settings: Settings, ids: dict[str, int]) ->
         ts=1_795_000_000_000,
         model_version="20261122T140000Z-0123abcd",
         items=[
-            ScoredItem(item_id=_id("i", k, ids["item"]), score=float(rng.standard_normal()), because=event)
+            ScoredItem(
+                item_id=_id("i", k, ids["item"]), score=round(float(rng.standard_normal()), DECIMALS), because=event
+            )
             for k in range(settings.top_k)
         ],
     )
