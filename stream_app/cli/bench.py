@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -109,16 +110,38 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str) -> float | Non
 BENCH_SESSION_TIMEOUT_MS = 3000
 
 
-def _bench_setup(name: str, out_dir: Path | None) -> tuple[Settings, Path, Path]:
-    """(settings, work dir reused across runs: bench model and logs, report dir).
+@dataclass(frozen=True)
+class _Setup:
+    settings: Settings
+    work: Path  # reused across runs: the bench model, run logs and state
+    out: Path  # this command's report
+    data_dir: Path
+    registry: Path
+
+
+def _setup(name: str, out_dir: Path | None, data_dir: Path | None, registry: Path | None) -> _Setup:
+    """Settings, folders, data and the registry to serve (built once when not given).
 
     Without an ISTREAM_SESSION_TIMEOUT_MS of the user's, workers get a short session timeout:
     on Tansu a group join waits about half of it, which would dominate start-up figures."""
+    from stream_app.bench.bundle import ensure_registry
+    from stream_app.bench.workload import SHARED_DATA
+
     settings = make_settings()
     if "session_timeout_ms" not in settings.model_fields_set:
         settings = settings.model_copy(update={"session_timeout_ms": BENCH_SESSION_TIMEOUT_MS})
     work = settings.run_dir / "bench"
-    return settings, work, out_dir or work / name
+    out = out_dir or work / name
+    out.mkdir(parents=True, exist_ok=True)
+    data_dir = data_dir or SHARED_DATA
+    return _Setup(settings, work, out, data_dir, ensure_registry(registry, work, data_dir))
+
+
+def _publish(setup: _Setup, name: str, report: dict, markdown: str, *more: Path) -> None:
+    from stream_app.bench.report import write_report
+
+    click.echo(markdown)
+    click.echo("written: " + ", ".join(str(p) for p in [*write_report(setup.out, name, report, markdown), *more]))
 
 
 registry_option = click.option(
@@ -175,14 +198,10 @@ def e2e(
     out_dir: Path | None,
 ) -> None:
     """Throughput and produce->recommendation latency of the whole pipeline (broker, workers, outputs)."""
-    from stream_app.bench.bundle import ensure_registry
     from stream_app.bench.e2e import E2EOptions, run_e2e
-    from stream_app.bench.report import e2e_markdown, e2e_plot, write_report
-    from stream_app.bench.workload import SHARED_DATA
+    from stream_app.bench.report import e2e_markdown, e2e_plot
 
-    settings, work, out = _bench_setup("e2e", out_dir)
-    data_dir = data_dir or SHARED_DATA
-    registry = ensure_registry(registry, work, data_dir)
+    setup = _setup("e2e", out_dir, data_dir, registry)
     opts = E2EOptions(
         events=n_events,
         rate=rate,
@@ -192,15 +211,11 @@ def e2e(
         seed=seed,
         order=order,
         compare_naive=compare_naive,
-        profile_dir=out / "profile" if profile else None,
+        profile_dir=setup.out / "profile" if profile else None,
     )
-    report = run_e2e(settings, opts, registry, bootstrap, work / "runs", data_dir)
-    latencies = report.pop("latencies_ms")
-    markdown = e2e_markdown(report)
-    click.echo(markdown)
-    paths = write_report(out, "e2e", report, markdown)
-    e2e_plot(report, latencies, out / "e2e.png")
-    click.echo("written: " + ", ".join(str(p) for p in [*paths, out / "e2e.png"]))
+    report = run_e2e(setup.settings, opts, setup.registry, bootstrap, setup.work / "runs", setup.data_dir)
+    e2e_plot(report, report.pop("latencies_ms"), setup.out / "e2e.png")
+    _publish(setup, "e2e", report, e2e_markdown(report), setup.out / "e2e.png")
 
 
 @bench.command()
@@ -220,17 +235,12 @@ def recovery(
     out_dir: Path | None,
 ) -> None:
     """Time for a worker that lost its local RocksDB to restore USERS states from the changelog."""
-    from stream_app.bench.bundle import ensure_registry
     from stream_app.bench.recovery import run_recovery
-    from stream_app.bench.report import table, write_report
-    from stream_app.bench.workload import SHARED_DATA
+    from stream_app.bench.report import table
 
-    settings, work, out = _bench_setup("recovery", out_dir)
-    registry = ensure_registry(registry, work, data_dir or SHARED_DATA)
-    report = run_recovery(settings, users, partitions, registry, bootstrap, work / "runs")
-    markdown = f"# istream bench recovery\n\n{table(list(report.items()))}\n"
-    click.echo(markdown)
-    click.echo("written: " + ", ".join(str(p) for p in write_report(out, "recovery", report, markdown)))
+    setup = _setup("recovery", out_dir, data_dir, registry)
+    report = run_recovery(setup.settings, users, partitions, setup.registry, bootstrap, setup.work / "runs")
+    _publish(setup, "recovery", report, f"# istream bench recovery\n\n{table(list(report.items()))}\n")
 
 
 @bench.command()
@@ -252,21 +262,17 @@ def swap(
     out_dir: Path | None,
 ) -> None:
     """Latency percentiles before, during and after a hot-swap under steady load."""
-    from stream_app.bench.bundle import ensure_registry
-    from stream_app.bench.report import table, write_report
+    from stream_app.bench.report import table
     from stream_app.bench.swap import run_swap
-    from stream_app.bench.workload import SHARED_DATA
 
-    settings, work, out = _bench_setup("swap", out_dir)
-    data_dir = data_dir or SHARED_DATA
-    registry = ensure_registry(registry, work, data_dir)
-    report = run_swap(settings, rate, seconds, partitions, registry, bootstrap, work / "runs", data_dir)
+    setup = _setup("swap", out_dir, data_dir, registry)
+    report = run_swap(
+        setup.settings, rate, seconds, partitions, setup.registry, bootstrap, setup.work / "runs", setup.data_dir
+    )
     rows = [
         (f"{phase} {k} (ms)" if k != "events" else f"{phase} events", v)
         for phase, figures in report["latency_ms"].items()
         for k, v in figures.items()
     ]
     rows += [(k, v) for k, v in report.items() if k != "latency_ms"]
-    markdown = f"# istream bench swap\n\n{table(rows)}\n"
-    click.echo(markdown)
-    click.echo("written: " + ", ".join(str(p) for p in write_report(out, "swap", report, markdown)))
+    _publish(setup, "swap", report, f"# istream bench swap\n\n{table(rows)}\n")
