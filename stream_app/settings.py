@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     ort_allow_spinning: bool = Field(
         False, description="ONNX Runtime threads spin between runs: helps on idle dedicated cores, hurts shared ones."
     )
+    worker_blas_threads: int = Field(
+        1,
+        ge=0,
+        description="numpy BLAS threads of a worker (the top-K product; 0 = the library's default). Idle BLAS "
+        "threads spin: with the default of one per core they took half a core on 2 cores for no throughput.",
+    )
     encoder_precision: Literal["auto", "fp32", "int8"] = Field(
         "auto", description="Comment encoder: auto = the bundle's int8 encoder on CPU when it has one, else fp32."
     )

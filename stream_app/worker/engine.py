@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from threadpoolctl import threadpool_limits
 
 from stream_app import topics
 from stream_app.contracts import ContractError, decode_item
@@ -66,6 +67,9 @@ class WorkerEngine:
     def start(self) -> None:
         """Load the serving model and open the feeds and the producer (blocking; before consuming)."""
         from export.registry import Registry
+
+        if self.settings.worker_blas_threads:
+            threadpool_limits(self.settings.worker_blas_threads, user_api="blas")  # process-wide, kept
 
         root = Path(self.settings.registry_dir)
         self._swapper = ModelSwapper(
