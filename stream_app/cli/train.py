@@ -18,7 +18,7 @@ ABLATIONS = {"comment-text": "use_comment_text", "long-term": "use_long_term", "
 @click.option("--events", type=_in_file, required=True, help="events JSONL (istream convert / generate)")
 @click.option("--items", type=_in_file, required=True, help="items JSONL (item_id, text)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="checkpoint directory")
-@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True, help="most epochs (early stopping)")
+@click.option("--epochs", type=click.IntRange(1), help="most epochs, early stopping may end sooner  [default: 20]")
 @click.option("--seed", type=int, default=0, show_default=True, help="random seed; same seed + data = same model")
 @click.option("--encoder", "encoder_path", help="local Hugging Face encoder directory (default: shipped MiniLM)")
 @click.option("--max-length", type=click.IntRange(8, 512), default=128, show_default=True, help="encoder tokens")
@@ -37,7 +37,7 @@ def train(
     events: Path,
     items: Path,
     out: Path,
-    epochs: int,
+    epochs: int | None,
     seed: int,
     encoder_path: str | None,
     max_length: int,
@@ -56,7 +56,7 @@ def train(
             events,
             items,
             out,
-            cfg=TrainConfig(epochs=epochs, seed=seed, threads=threads),
+            cfg=TrainConfig(seed=seed, threads=threads, **({"epochs": epochs} if epochs else {})),
             encoder_path=encoder_path,
             encoder_max_length=max_length,
             cache_dir=settings.run_dir / "cache" / "embeddings",
