@@ -22,6 +22,10 @@ def metric_rows(result: dict, extra: dict) -> list[tuple[str, float, float]]:
     return rows
 
 
+def final_fit(history: dict) -> str:
+    return "retrain" if history.get("train_config", {}).get("retrain") else "refit"
+
+
 def write_png(path: Path, history: dict, rows: list[tuple[str, float, float]]) -> None:
     fig, (curve, bars) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.3]})
     epochs = history.get("epochs") or []
@@ -31,7 +35,7 @@ def write_png(path: Path, history: dict, rows: list[tuple[str, float, float]]) -
         refit = history.get("refit_epochs") or []
         if refit:
             curve.plot([e["epoch"] for e in refit], [e["loss"] for e in refit], "x:", color="tab:purple",
-                       label="refit loss (train + validation items)")  # fmt: skip
+                       label=f"{final_fit(history)} loss (train + validation items)")  # fmt: skip
         curve.set_xlabel("epoch")
         curve.set_ylabel("train loss (softmax cross-entropy)", color="tab:blue")
         val = curve.twinx()
@@ -96,7 +100,8 @@ def markdown(result: dict, extra: dict, history: dict, rows: list[tuple[str, flo
             f"- best epoch {history.get('best_epoch')} of {len(history.get('epochs', []))}, "
             f"validation NDCG@10 {history.get('best_val_ndcg@10', 0):.4f}"
             + (
-                f"; then {len(history['refit_epochs'])} more epochs with the validation items as targets too"
+                f"; then {final_fit(history)}: {len(history['refit_epochs'])} epochs with the validation items "
+                "as targets too" + (" (a fresh model)" if final_fit(history) == "retrain" else "")
                 if history.get("refit_epochs")
                 else ""
             ),

@@ -19,6 +19,7 @@ ABLATIONS = {"comment-text": "use_comment_text", "long-term": "use_long_term", "
 @click.option("--items", type=_in_file, required=True, help="items JSONL (item_id, text)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="checkpoint directory")
 @click.option("--epochs", type=click.IntRange(1), help="most epochs, early stopping may end sooner  [default: 20]")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), help="learning rate  [default: 0.01]")
 @click.option("--seed", type=int, default=0, show_default=True, help="random seed; same seed + data = same model")
 @click.option("--encoder", "encoder_path", help="local Hugging Face encoder directory (default: shipped MiniLM)")
 @click.option("--max-length", type=click.IntRange(8, 512), default=128, show_default=True, help="encoder tokens")
@@ -32,17 +33,25 @@ ABLATIONS = {"comment-text": "use_comment_text", "long-term": "use_long_term", "
 @click.option(
     "--without", type=click.Choice(sorted(ABLATIONS)), multiple=True, help="ablation: leave this input/path out"
 )
+@click.option(
+    "--retrain",
+    is_flag=True,
+    help="after early stopping, train a fresh model on training + validation items for the chosen epochs "
+    "(better on small data sets; twice the training time)",
+)
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def train(
     events: Path,
     items: Path,
     out: Path,
     epochs: int | None,
+    lr: float | None,
     seed: int,
     encoder_path: str | None,
     max_length: int,
     threads: int,
     without: tuple[str, ...],
+    retrain: bool,
     quiet: bool,
 ) -> None:
     """Train the interest model (chronological leave-one-out, early stopping on validation NDCG@10)."""
@@ -56,7 +65,13 @@ def train(
             events,
             items,
             out,
-            cfg=TrainConfig(seed=seed, threads=threads, **({"epochs": epochs} if epochs else {})),
+            cfg=TrainConfig(
+                seed=seed,
+                threads=threads,
+                retrain=retrain,
+                **({"epochs": epochs} if epochs else {}),
+                **({"lr": lr} if lr else {}),
+            ),
             encoder_path=encoder_path,
             encoder_max_length=max_length,
             cache_dir=settings.run_dir / "cache" / "embeddings",

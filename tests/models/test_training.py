@@ -119,6 +119,23 @@ def test_training_history_and_early_stopping(trained) -> None:
     assert history["data"]["item_text_sources"]["catalog"] + history["data"]["item_text_sources"]["both"] == 240
 
 
+def test_retrain_fits_a_fresh_model_on_validation_items_too(stream, tmp_path) -> None:
+    root, _, _ = stream
+    cfg = TrainConfig(epochs=3, patience=3, threads=1, seed=1, retrain=True)
+    history = train_files(root / "events.jsonl", root / "items.jsonl", tmp_path / "ckpt", cfg=cfg,
+                          cache_dir=tmp_path / "cache", model_overrides=TINY, progress=False)  # fmt: skip
+    assert [e["epoch"] for e in history["refit_epochs"]] == list(range(1, history["best_epoch"] + 1))
+    ckpt = load_checkpoint(tmp_path / "ckpt")
+    encoder = CommentEncoder.from_pretrained(ckpt.config.encoder_path, max_length=ckpt.config.encoder_max_length)
+    seqs = load_eval_data(
+        ckpt, root / "events.jsonl", root / "items.jsonl", encoder, EmbeddingCache(tmp_path / "cache")
+    ).seqs
+    # every item of a training or validation event has its id embedding; test-only items do not
+    expected = np.zeros(len(ckpt.item_ids), dtype=bool)
+    expected[seqs.item[seqs.train_mask(holdout=1)]] = True
+    assert np.array_equal(ckpt.model.item_has_id.numpy() > 0, expected)
+
+
 def test_same_seed_same_model(stream, tmp_path) -> None:
     root, _, _ = stream
     one_epoch = TrainConfig(epochs=1, threads=1, seed=3)
@@ -139,11 +156,15 @@ def test_cli_train_and_evaluate(stream, trained, tmp_path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*istream, *args], capture_output=True, text=True, timeout=180, env=env)
 
-    trained_by_cli = run("train", *files, "--out", str(tmp_path / "ckpt"), "--epochs", "1", "--quiet")
+    trained_by_cli = run("train", *files, "--out", str(tmp_path / "ckpt"), "--epochs", "1", "--retrain", "--quiet")
     assert trained_by_cli.returncode == 0, trained_by_cli.stderr
     assert {"config.json", "model.pt", "items.json", "item_text_emb.npy", "history.json"} <= {
         p.name for p in (tmp_path / "ckpt").iterdir()
     }
+    help_text = " ".join(run("train", "--help").stdout.split())
+    assert f"[default: {TrainConfig().epochs}]" in help_text and f"[default: {TrainConfig().lr}]" in help_text
+    history = json.loads((tmp_path / "ckpt" / "history.json").read_text())
+    assert history["train_config"]["retrain"] and [e["epoch"] for e in history["refit_epochs"]] == [1]
     done = run("evaluate", "--model", str(trained["out"]), *files, "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
