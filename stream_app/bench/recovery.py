@@ -16,6 +16,7 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,17 @@ def user_events(n: int, tag: str, ts: int) -> list[dict]:
         }
         for i in range(n)
     ]
+
+
+def _settled(read: Callable[[], float], goal: float, quiet_s: float = 3.0) -> float:
+    """A counter's value once it reaches ``goal`` or stops moving for ``quiet_s``: duplicates emit
+    nothing, so the resend's end says nothing about how many the worker has consumed yet."""
+    value, changed = read(), time.monotonic()
+    while value < goal and time.monotonic() - changed < quiet_s:
+        time.sleep(0.2)
+        if (latest := read()) != value:
+            value, changed = latest, time.monotonic()
+    return value
 
 
 def _logged_at(log: str, text: str) -> float | None:
@@ -71,7 +83,7 @@ def run_recovery(
             probe = drive(settings, workload_of(user_events(1, f"{tag}-new", now + 1), "probe"), None, 60)
             answered = time.time()
             resent = drive(settings, workload_of(states, "the same events again"), rate=None, idle_timeout=10)
-            duplicates = scrape(second.processes[0].web_port).get(DUPLICATES, 0.0)
+            duplicates = _settled(lambda: scrape(second.processes[0].web_port).get(DUPLICATES, 0.0), users)
     restore_start, restore_done = _logged_at(log, "Restoring state from changelog"), _logged_at(log, "Restore complete")
     restore_s = restore_done - restore_start if restore_start and restore_done else float("nan")
     return {
