@@ -52,6 +52,9 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "batch.num.messages": 10_000,
     "compression.type": "lz4",
     "acks": "all",
+    # retries must not reorder a user's events: the worker drops an event older than the user's
+    # newest one (within the lateness) as a redelivery, so a reordered event would be lost
+    "enable.idempotence": True,
     # Java clients' default partitioner: a user's events land on the same partition whichever
     # client (Java, kcat, this one) produced them. librdkafka's own default (CRC32) would differ.
     "partitioner": "murmur2_random",

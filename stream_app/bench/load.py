@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from stream_app import topics
 from stream_app.bench.cluster import topic
 from stream_app.bench.workload import Workload
+from stream_app.client import PRODUCER_DEFAULTS
 from stream_app.exceptions import InterestStreamError
 from stream_app.settings import Settings
 
@@ -64,14 +65,9 @@ class Timings:
 
 
 def producer(settings: Settings) -> Producer:
+    # the client's producer settings (key placement, lz4, ordered retries), with a shorter linger
     return Producer(
-        {
-            **settings.kafka_config(),
-            "linger.ms": 2,
-            "compression.type": "lz4",
-            "partitioner": "murmur2_random",  # where the Java client (and the worker's outputs) put a key
-            "queue.buffering.max.messages": 2_000_000,
-        }
+        {**settings.kafka_config(), **PRODUCER_DEFAULTS, "linger.ms": 2, "queue.buffering.max.messages": 2_000_000}
     )
 
 

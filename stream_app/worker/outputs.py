@@ -36,6 +36,7 @@ class BatchProducer:
             {
                 **kafka_config,
                 "acks": "all",
+                "enable.idempotence": True,  # a user's outputs stay in order through retries
                 # Java clients' partitioner, so keys land where any other client would put them.
                 "partitioner": "murmur2_random",
                 "queue.buffering.max.messages": 1_000_000,

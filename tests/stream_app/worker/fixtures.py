@@ -14,7 +14,7 @@ import msgspec
 import numpy as np
 from confluent_kafka import Message, Producer
 
-from stream_app.client import RecordConsumer
+from stream_app.client import PRODUCER_DEFAULTS, RecordConsumer
 from stream_app.contracts import EVENT_TYPES, Event
 from stream_app.settings import Settings
 from stream_app.worker import process
@@ -29,7 +29,7 @@ WORKER_READY_S = 90.0
 
 def produce(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
     producer = Producer(
-        {**settings.kafka_config(), "linger.ms": 5, "partitioner": "murmur2_random", "message.max.bytes": 2_000_000}
+        {**settings.kafka_config(), **PRODUCER_DEFAULTS, "linger.ms": 5, "message.max.bytes": 2_000_000}
     )
     for key, value in records:
         producer.produce(topic, value=value, key=key)
@@ -44,7 +44,7 @@ def stream_events(settings: Settings, topic: str, events: list[Event], chunk: in
     """A started thread producing ``events`` in chunks, ``pause`` seconds apart (a live stream)."""
 
     def run() -> None:
-        producer = Producer({**settings.kafka_config(), "linger.ms": 1, "partitioner": "murmur2_random"})
+        producer = Producer({**settings.kafka_config(), **PRODUCER_DEFAULTS, "linger.ms": 1})
         for i in range(0, len(events), chunk):
             for e in events[i : i + chunk]:
                 producer.produce(topic, value=msgspec.json.encode(e), key=e.user_id.encode())
