@@ -126,9 +126,6 @@ class ItemIndex:
         out[known] = self._matrix[np.asarray(rows)[known]]
         return out
 
-    def rows(self, item_ids: Iterable[str]) -> list[int]:
-        return [row for row in map(self.row_of.get, item_ids) if row is not None]
-
     def top_k(self, queries: np.ndarray, exclude: Sequence[Iterable[str]], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Best ``k`` live items for each query row by dot product, minus that row's excluded ids.
 
