@@ -17,6 +17,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from stream_app.client import PRODUCER_DEFAULTS
 from stream_app.exceptions import InterestStreamError
 from stream_app.worker.pipeline import Output
 
@@ -32,16 +33,9 @@ class BatchProducer:
     def __init__(self, kafka_config: dict[str, Any], **overrides: Any) -> None:
         self._errors: list[KafkaError] = []
         self._offsets: dict[tuple[str, int], int] = {}
+        # the client's settings: acks from all replicas, ordered retries, Java's partitioner, lz4
         self._producer = Producer(
-            {
-                **kafka_config,
-                "acks": "all",
-                "enable.idempotence": True,  # a user's outputs stay in order through retries
-                # Java clients' partitioner, so keys land where any other client would put them.
-                "partitioner": "murmur2_random",
-                "queue.buffering.max.messages": 1_000_000,
-                **overrides,
-            }
+            {**kafka_config, **PRODUCER_DEFAULTS, "queue.buffering.max.messages": 1_000_000, **overrides}
         )
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
@@ -79,7 +73,7 @@ class OutputProducer(BatchProducer):
     """Output records by topic kind (``topics.VECTORS`` ...), lz4-compressed batches."""
 
     def __init__(self, kafka_config: dict[str, Any], topic_names: dict[str, str]) -> None:
-        super().__init__(kafka_config, **{"linger.ms": 2, "compression.type": "lz4"})
+        super().__init__(kafka_config, **{"linger.ms": 2})
         self._topics = topic_names
 
     def send_outputs(self, outputs: list[Output]) -> None:
@@ -101,7 +95,7 @@ class ChangelogProducer:
     state before that batch, which is the record before it."""
 
     def __init__(self, kafka_config: dict[str, Any], tail_alone: bool) -> None:
-        self._batched = BatchProducer(kafka_config, **{"linger.ms": 2, "compression.type": "lz4"})
+        self._batched = BatchProducer(kafka_config, **{"linger.ms": 2})
         self._tail = BatchProducer(kafka_config, **{"linger.ms": 0, "batch.num.messages": 1}) if tail_alone else None
 
     async def write(self, topic: str, records: list[tuple[int, bytes, bytes | None]]) -> dict[tuple[str, int], int]:
