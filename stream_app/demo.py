@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -24,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stream_app.broker import LOG_FILE, free_port, port_is_free, start_broker
-from stream_app.cli.common import istream_argv
+from stream_app.cli.common import run_istream
 from stream_app.demo_live import describe_users, read_jsonl, score, split_held_back, write_jsonl
 from stream_app.exceptions import InterestStreamError
 from stream_app.settings import Settings
@@ -87,18 +85,8 @@ class DemoRun:
             shutil.rmtree(path, ignore_errors=True)
 
     def istream(self, *args: object, timeout: float = COMMAND_TIMEOUT_S) -> str:
-        """Run `istream ARGS` as a user would; its stdout, or DemoError with its stderr."""
-        words = [str(a) for a in args]
-        print(f"$ istream {shlex.join(words)}", flush=True)
-        try:
-            result = subprocess.run(
-                [*istream_argv(), *words], env=self.env, capture_output=True, text=True, timeout=timeout
-            )
-        except subprocess.TimeoutExpired:
-            raise DemoError(f"`istream {shlex.join(words)}` did not finish within {timeout:.0f} s") from None
-        if result.returncode != 0:
-            raise DemoError(f"`istream {shlex.join(words)}` failed:\n{result.stderr.strip()}")
-        return result.stdout
+        """Run `istream ARGS` as a user would; its stdout, or CommandError with its stderr."""
+        return run_istream(*args, env=self.env, timeout=timeout)
 
     def live_worker(self) -> WorkerProcess:
         if self.worker is None:

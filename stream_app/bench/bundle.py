@@ -8,13 +8,11 @@ not depend on how well it ranks, so one epoch is enough; the registry is reused 
 
 from __future__ import annotations
 
-import subprocess
+import sys
 from pathlib import Path
 
-import click
-
 from stream_app.bench.workload import MOVIELENS
-from stream_app.cli.common import istream_argv
+from stream_app.cli.common import run_istream
 from stream_app.exceptions import InterestStreamError
 
 
@@ -22,12 +20,9 @@ class BenchSetupError(InterestStreamError):
     """A step that prepares the benchmark failed."""
 
 
-def run_istream(*args: object) -> None:
-    words = [str(a) for a in args]
-    click.echo(f"$ istream {' '.join(words)}", err=True)
-    result = subprocess.run([*istream_argv(), *words], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise BenchSetupError(f"`istream {' '.join(words)}` failed:\n{result.stderr.strip()[-3000:]}")
+def setup_istream(*args: object) -> str:
+    """``run_istream`` with the command lines on stderr: stdout carries the benchmark's report."""
+    return run_istream(*args, echo=sys.stderr)
 
 
 def ensure_registry(registry: Path | None, work_dir: Path, data_dir: Path) -> Path:
@@ -45,7 +40,7 @@ def ensure_registry(registry: Path | None, work_dir: Path, data_dir: Path) -> Pa
     movielens = data_dir / MOVIELENS
     outputs = ("--out-events", events, "--out-items", items)
     if (movielens / "ratings.csv").is_file():
-        run_istream(
+        setup_istream(
             "convert",
             "movielens",
             "--ratings",
@@ -55,9 +50,9 @@ def ensure_registry(registry: Path | None, work_dir: Path, data_dir: Path) -> Pa
             *outputs,
         )
     else:
-        run_istream("generate", "--users", 2000, "--items", 3000, "--events", 100_000, "--seed", 0, *outputs)
+        setup_istream("generate", "--users", 2000, "--items", 3000, "--events", 100_000, "--seed", 0, *outputs)
     checkpoint, bundle = work_dir / "checkpoint", work_dir / "bundle"
-    run_istream("train", "--events", events, "--items", items, "--out", checkpoint, "--epochs", 1, "--quiet")
-    run_istream("export", "--model", checkpoint, "--out", bundle, "--int8")
-    run_istream("models", "publish", bundle, "--promote", "--registry", registry)
+    setup_istream("train", "--events", events, "--items", items, "--out", checkpoint, "--epochs", 1, "--quiet")
+    setup_istream("export", "--model", checkpoint, "--out", bundle, "--int8")
+    setup_istream("models", "publish", bundle, "--promote", "--registry", registry)
     return registry

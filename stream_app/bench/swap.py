@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from stream_app.bench.bundle import BenchSetupError, run_istream
+from stream_app.bench.bundle import BenchSetupError, setup_istream
 from stream_app.bench.cluster import Workers, broker, fresh_topics
 from stream_app.bench.e2e import latency_summary, tuning_env
 from stream_app.bench.load import drive
@@ -39,7 +39,7 @@ def second_version(registry: Path, work_dir: Path) -> tuple[str, str]:
     if not checkpoint.is_dir():
         raise BenchSetupError(f"bundle {current} carries no torch checkpoint to export a second version from")
     try:
-        run_istream("export", "--model", checkpoint, "--out", out, "--int8", "--parent", current)
+        setup_istream("export", "--model", checkpoint, "--out", out, "--int8", "--parent", current)
         version = reg.publish(out)
     finally:
         shutil.rmtree(out, ignore_errors=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import shlex
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 from pydantic import ValidationError
@@ -21,6 +23,30 @@ def istream_argv() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-c", "from stream_app.cli import main; main()"]
+
+
+class CommandError(InterestStreamError):
+    """An `istream` command run as a subprocess failed or timed out."""
+
+
+STDERR_TAIL_CHARS = 3000
+
+
+def run_istream(
+    *args: object, env: dict[str, str] | None = None, timeout: float | None = None, echo: TextIO = sys.stdout
+) -> str:
+    """Run `istream ARGS` as a user would, echoing the command line to ``echo``; its stdout, or
+    ``CommandError`` with the end of its stderr."""
+    words = [str(a) for a in args]
+    shown = f"istream {shlex.join(words)}"
+    print(f"$ {shown}", file=echo, flush=True)
+    try:
+        result = subprocess.run([*istream_argv(), *words], env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise CommandError(f"`{shown}` did not finish within {timeout:.0f} s") from None
+    if result.returncode != 0:
+        raise CommandError(f"`{shown}` failed:\n{result.stderr.strip()[-STDERR_TAIL_CHARS:]}")
+    return result.stdout
 
 
 def make_settings(**overrides: Any) -> Settings:
