@@ -27,6 +27,27 @@ def test_cpu_session_with_configured_options(tiny_bundle: Path) -> None:
     assert session.input_names == ["text_emb"] and session.output_names == ["item_vec"]
 
 
+def test_cpu_sessions_leave_add_and_layer_norm_unfused(tiny_bundle: Path, tmp_path: Path) -> None:
+    """The fusion CPU sessions turn off exists under that name and would apply to the int8 encoder."""
+    import onnx
+    import onnxruntime as ort
+
+    class Saving(SessionOptions):  # also writes the graph ONNX Runtime ends up running
+        def ort_options(self) -> ort.SessionOptions:
+            options = super().ort_options()
+            options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+            return options
+
+    def ops() -> set[str]:
+        return {node.op_type for node in onnx.load(tmp_path / "optimized.onnx").graph.node}
+
+    model = tiny_bundle / "encoder.int8.onnx"
+    ort.InferenceSession(str(model), Saving(device="cpu").ort_options(), providers=[CPU])
+    assert "SkipLayerNormalization" in ops()
+    SessionFactory(Saving(device="cpu")).session(model)
+    assert "SkipLayerNormalization" not in ops() and "LayerNormalization" in ops()
+
+
 def test_provider_is_exposed_as_a_metric_label(tiny_bundle: Path) -> None:
     import onnxruntime as ort
 
