@@ -157,13 +157,47 @@ def window_loss(
     candidates, target, correction = candidate_set(target, model.config.n_items, negatives)
     scores = interest[b, t] @ item_vecs[candidates].T + correction
     if seen is not None:
-        history = seen[:, candidates][b] <= torch.from_numpy(index)[b, t].unsqueeze(-1)
+        full = model.config.n_items <= negatives  # candidate_set gave every item, in row order
+        history = history_mask(seen, candidates, index, valid, data.seqs.item, b, t, full)
         target = torch.where(history[torch.arange(len(target)), target], -1, target)
         scores = scores.masked_fill(history, float("-inf"))
         scores[:, 0] = torch.where(target < 0, 0.0, scores[:, 0])  # rows without a target must stay finite
     n = int((target >= 0).sum())
     loss = F.cross_entropy(scores, target, ignore_index=-1) if n else None
     return loss, state.detach(), n
+
+
+def history_mask(
+    seen: torch.Tensor,
+    candidates: torch.Tensor,
+    index: np.ndarray,
+    valid: np.ndarray,
+    item: np.ndarray,
+    b: torch.Tensor,
+    t: torch.Tensor,
+    full: bool,
+) -> torch.Tensor:
+    """``[P, C]`` bool: which candidates user ``b[p]`` already had at window position ``t[p]``, i.e.
+    ``seen <= index[b, t]`` per position.
+
+    Built as the items first seen before the window (one ``[B, C]`` comparison, gathered per
+    position) plus the window's own items up to ``t[p]``: without the ``[P, C]`` int64 gather that
+    took a fifth of an epoch on a 10k-item catalog.
+    """
+    before = (seen if full else seen[:, candidates]) < torch.from_numpy(index[:, :1])
+    history = before[b]
+    width = index.shape[1]
+    earlier = (torch.arange(width) <= t.unsqueeze(-1)) & torch.from_numpy(valid)[b]  # [P, W]
+    p, w = torch.nonzero(earlier, as_tuple=True)
+    items = torch.from_numpy(item[index])[b[p], w]
+    if full:
+        history[p, items] = True
+    else:
+        column = torch.full((seen.shape[1],), -1, dtype=torch.long)
+        column[candidates] = torch.arange(len(candidates))
+        cols = column[items]
+        history[p[cols >= 0], cols[cols >= 0]] = True
+    return history
 
 
 def candidate_set(

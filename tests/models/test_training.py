@@ -176,3 +176,28 @@ def test_cli_train_and_evaluate(stream, trained, tmp_path) -> None:
         assert (trained["out"] / name).is_file()
     bad = run("evaluate", "--model", str(tmp_path), *files)
     assert bad.returncode != 0 and "istream train" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_history_mask_is_what_each_position_already_had(full) -> None:
+    from models.sequences import Sequences, pad
+    from models.train import candidate_set, first_seen, history_mask
+
+    rng = np.random.default_rng(1)
+    n_items, lengths = 40, np.array([30, 23, 9])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    item = rng.integers(0, n_items, offsets[-1])  # repeats within and across windows
+    seqs = Sequences(
+        user_ids=["a", "b", "c"], offsets=offsets, item=item, event_type=item * 0, rating=item * 0.0,
+        gap_s=item * 0.0, text_row=item * 0 - 1, run=np.arange(len(item)), texts=[],
+    )  # fmt: skip
+    batch = pad(offsets[:-1], offsets[1:])
+    seen = first_seen(seqs, batch, n_items)
+    lo, width = 8, 16  # a window that starts mid-sequence and that the last user leaves early
+    index, valid = batch.index[:, lo : lo + width], batch.valid[:, lo : lo + width]
+    b, t = (torch.from_numpy(x) for x in np.nonzero(valid))
+    candidates, _, _ = candidate_set(torch.from_numpy(item[index[valid]]), n_items, n_items if full else 8)
+    mask = history_mask(seen, candidates, index, valid, item, b, t, full)
+    expected = seen[:, candidates][b] <= torch.from_numpy(index)[b, t].unsqueeze(-1)
+    assert mask.dtype == torch.bool and mask.shape == (len(b), len(candidates))
+    assert torch.equal(mask, expected) and 0 < int(mask.sum()) < mask.numel()
