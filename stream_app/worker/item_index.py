@@ -10,8 +10,8 @@ builds a new one from the new runtime and the catalog.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import chain, repeat
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from typing import Protocol
 
 import numpy as np
