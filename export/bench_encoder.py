@@ -7,8 +7,8 @@ Backends take turns (``n_rounds`` passes each, best kept) so load from other pro
 over all of them rather than landing on whichever ran at the time.
 
 Each rate is also given in GFLOP/s of the encoder's matrix products on the real (unpadded) tokens,
-next to what a large fp32 matrix product reaches on the same threads in the same run: how far a
-backend is from what the cores can do at all.
+next to what torch's and ONNX Runtime's own fp32 matrix products reach on the encoder's
+feed-forward shape, same threads, same run: how far each backend is from its library's kernels.
 """
 
 from __future__ import annotations
@@ -91,18 +91,36 @@ def encoder_flops(config: Any, lengths: list[int]) -> float:
     return float(sum(2 * layers * n * (4 * h * h + 2 * h * i + 2 * n * h) for n in lengths))
 
 
-def gemm_gflops(threads: int, size: int = 2048, repeats: int = 5) -> float:
-    """fp32 GFLOP/s of a ``size`` x ``size`` matrix product on ``threads`` threads (best of ``repeats``):
-    what the cores deliver on the easiest dense work."""
+def matmul_gflops(threads: int, m: int, k: int, n: int, repeats: int = 5) -> dict[str, float]:
+    """fp32 GFLOP/s of an ``[m, k] x [k, n]`` product (best of ``repeats``) in torch and in ONNX Runtime
+    on ``threads`` threads: what each library's own matrix kernel delivers on this CPU."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((k, n), dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "matmul",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [m, n])],
+        [numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    options = SessionOptions(device="cpu", intra_op_threads=threads, inter_op_threads=1).ort_options()
+    session = ort.InferenceSession(onnx.shape_inference.infer_shapes(model).SerializeToString(), options)
     torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    rates = {}
+    for name, run in (("torch", lambda: torch.mm(ta, tb)), ("onnxruntime", lambda: session.run(None, {"a": a}))):
+        run()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - start)
+        rates[name] = 2 * m * k * n / best / 1e9
+    return rates
 
 
 def _embed(run: Callable[[Batch], np.ndarray], batches: list[Batch]) -> np.ndarray:
@@ -190,7 +208,8 @@ def run_benchmark(
         r["vs_ort_fp32"] = r["sentences_per_s"] / by_key[("ort-fp32", r["batch"])]
         r["vs_torch"] = r["sentences_per_s"] / by_key[("torch", r["batch"])]
     lengths = [int(n) for b in accuracy_batches for n in b["attention_mask"].sum(axis=1)]
-    gflop_per_sentence = encoder_flops(encoder.backbone.config, lengths) / len(lengths) / 1e9
+    config = encoder.backbone.config
+    gflop_per_sentence = encoder_flops(config, lengths) / len(lengths) / 1e9
     for r in results:
         r["gflops"] = r["sentences_per_s"] * gflop_per_sentence
     return {
@@ -207,7 +226,8 @@ def run_benchmark(
             "texts": len(texts),
             "mean_tokens": sum(lengths) / len(texts),
             "gflop_per_sentence": gflop_per_sentence,
-            "gemm_gflops": gemm_gflops(threads),
+            # the encoder's feed-forward product for 512 tokens
+            "matmul_gflops": matmul_gflops(threads, 512, config.hidden_size, config.intermediate_size),
             "padding": "sorted by length, padded to each batch's longest",
             "rounds": n_rounds,
             "fusions": fusions,
@@ -228,21 +248,25 @@ def targets(report: dict[str, Any]) -> dict[str, dict[str, float | bool]]:
         checks["int8 >= 2x fp32 at batch 32, cosine >= 0.99"] = {"ratio": ratio, "cosine": cosine, "met": met}
     if ("ort-fp32", 1) in by_key:
         ratio = by_key[("ort-fp32", 1)]["vs_torch"]
-        # the compute rate 3x torch would take, against the machine's fp32 matrix-product rate
-        needed = 3.0 * by_key[("torch", 1)]["gflops"] / report["context"]["gemm_gflops"]
-        checks["ort fp32 >= 3x torch at batch 1"] = {"ratio": ratio, "met": ratio >= 3.0, "needs_of_gemm_rate": needed}
+        # the compute rate 3x torch takes, as a share of ONNX Runtime's own fp32 matrix-product rate
+        needed = 3.0 * by_key[("torch", 1)]["gflops"] / report["context"]["matmul_gflops"]["onnxruntime"]
+        check = {"ratio": ratio, "met": ratio >= 3.0, "needs_of_matmul_rate": needed}
+        checks["ort fp32 >= 3x torch at batch 1"] = check
     return checks
 
 
 def format_table(report: dict[str, Any]) -> str:
-    gemm = report["context"]["gemm_gflops"]
+    """One row per backend and batch; ``of mm``: its GFLOP/s as a share of its library's fp32
+    matrix-product rate (int8 goes past 100 %: its products are not fp32)."""
+    matmul = report["context"]["matmul_gflops"]
     rows = [
         f"{'backend':<14} {'batch':>5} {'sent/s':>9} {'x ort-fp32':>10} {'x torch':>8} {'sent/cpu-s':>10}"
-        f" {'GFLOP/s':>8} {'of gemm':>8}"
+        f" {'GFLOP/s':>8} {'of mm':>6}"
     ]
     for r in report["results"]:
+        own = matmul["torch" if r["backend"] == "torch" else "onnxruntime"]
         rows.append(
             f"{r['backend']:<14} {r['batch']:>5} {r['sentences_per_s']:>9.1f} {r['vs_ort_fp32']:>10.2f} "
-            f"{r['vs_torch']:>8.2f} {r['sentences_per_cpu_s']:>10.1f} {r['gflops']:>8.1f} {r['gflops'] / gemm:>8.0%}"
+            f"{r['vs_torch']:>8.2f} {r['sentences_per_cpu_s']:>10.1f} {r['gflops']:>8.1f} {r['gflops'] / own:>6.0%}"
         )
     return "\n".join(rows)

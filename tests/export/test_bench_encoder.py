@@ -20,7 +20,9 @@ def test_report_covers_every_backend_and_batch(tiny_encoder_dir: Path) -> None:
     assert 0.9 <= report["accuracy"]["ort-int8_cosine_to_fp32"]["mean"] <= 1.0 + 1e-6
     assert report["context"]["texts"] == 12 and report["context"]["threads"] == 1
     assert set(targets(report)) == {"ort fp32 >= 3x torch at batch 1"}  # no batch 32 measured
-    assert report["context"]["gemm_gflops"] > 0 and all(r["gflops"] > 0 for r in report["results"])
+    assert set(report["context"]["matmul_gflops"]) == {"torch", "onnxruntime"}
+    assert all(v > 0 for v in report["context"]["matmul_gflops"].values())
+    assert all(r["gflops"] > 0 for r in report["results"]) and "of mm" in format_table(report)
     table = format_table(report)
     assert table.count("\n") == len(report["results"]) and "ort-int8" in table
     json.dumps(report)  # the CLI writes it as JSON
