@@ -163,7 +163,7 @@ class ItemIndex:
         return top, top_scores
 
 
-BLOCK = 64
+BLOCK = 32  # 32 beat 16, 64 and 128 on a 9,742-item catalog (fewer candidates to gather, same maxima work)
 
 
 def _candidates(scores: np.ndarray, k: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stream_app.worker.item_index import Catalog, ItemIndex
+from stream_app.worker.item_index import BLOCK, Catalog, ItemIndex
 from stream_app.worker.trending import Trending
 
 
@@ -20,7 +20,7 @@ def test_top_k_ranks_the_whole_catalog_minus_seen():
         np.testing.assert_allclose(scores[r], full[r, expected], rtol=1e-6)
 
 
-@pytest.mark.parametrize("n_items", [5, 63, 64, 65, 700, 3000])
+@pytest.mark.parametrize("n_items", [5, BLOCK - 1, BLOCK, BLOCK + 1, 10 * BLOCK + 1, 700, 3000])
 def test_top_k_equals_a_full_sort_of_the_live_unseen_catalog(n_items):
     rng = np.random.default_rng(n_items)
     matrix = rng.normal(size=(n_items, 8)).astype(np.float32)
