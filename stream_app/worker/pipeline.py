@@ -15,6 +15,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
+from operator import attrgetter
 from typing import Protocol
 
 import numpy as np
@@ -111,6 +113,7 @@ class _Step:
 
 
 _FORGET = object()
+_ITEM_ID = attrgetter("item_id")
 
 
 @dataclass(slots=True)
@@ -332,11 +335,12 @@ def _rank(
 def _because(windows: list[list[RecentEvent]], rows: np.ndarray, index: ItemIndex) -> list[list[str | None]]:
     """For each recommended item, the event of its query's recent window whose item vector is most
     similar to it (None where the window holds no known item), for all queries in one product."""
-    row_of = index.row_of
-    depth = max((len(w) for w in windows), default=0)
-    window_rows = np.full((len(windows), max(depth, 1)), -1, dtype=np.int64)
-    for q, window in enumerate(windows):
-        window_rows[q, : len(window)] = [row_of.get(w.item_id, -1) for w in window]
+    lengths = np.fromiter(map(len, windows), dtype=np.int64, count=len(windows))
+    depth = max(int(lengths.max(initial=0)), 1)
+    window_rows = np.full((len(windows), depth), -1, dtype=np.int64)
+    item_ids = map(_ITEM_ID, chain.from_iterable(windows))
+    flat = np.fromiter(map(index.row_of.get, item_ids, repeat(-1)), np.int64)
+    window_rows[np.arange(depth) < lengths[:, None]] = flat
     matrix = index.matrix
     support = np.matmul(matrix[window_rows.clip(0)], matrix[rows.clip(0)].transpose(0, 2, 1))  # [Q, W, K]
     support[window_rows < 0] = -np.inf
