@@ -84,7 +84,11 @@ def e2e_markdown(report: dict[str, Any]) -> str:
         ]
     if "naive" in report:
         parts += ["## Naive reference, same events", table(pipeline_rows(report["naive"]))]
-        parts.append(f"Speed-up: **{report['speedup_vs_naive']:.1f}x**")
+        parts.append(
+            f"Speed-up: **{report['speedup_vs_naive']:.1f}x** in events/s; "
+            f"{report['cpu_per_event_vs_naive']:.1f}x less worker CPU per event "
+            f"(naive worker busy {report['naive']['worker_cpu_cores']:.2f} cores)"
+        )
     if report.get("targets"):
         parts += [
             "## Targets",

@@ -61,9 +61,12 @@ def test_e2e_answers_every_event_and_compares_with_the_naive_reference(istream, 
     assert report["speedup_vs_naive"] == pytest.approx(
         pipeline["sustained_events_per_s"] / naive["sustained_events_per_s"]
     )
+    assert report["cpu_per_event_vs_naive"] == pytest.approx(
+        naive["worker_cpu_us_per_event"] / pipeline["worker_cpu_us_per_event"]
+    )
     assert {"throughput / encoder ceiling", "speed-up vs naive"} <= set(report["targets"])
     assert (tmp_path / "report" / "e2e.png").stat().st_size > 10_000
-    assert "## Naive reference, same events" in run.stdout
+    assert "## Naive reference, same events" in run.stdout and "less worker CPU per event" in run.stdout
 
 
 def test_recovery_restores_every_users_state_from_the_changelog(istream, settings, registry, tmp_path):
