@@ -122,10 +122,14 @@ class ItemIndex:
     def vectors(self, item_ids: Sequence[str]) -> np.ndarray:
         """[n, D] step inputs; an item the index has never heard of gets a zero vector."""
         out = np.zeros((len(item_ids), self.dim), dtype=np.float32)
-        rows = [self.row_of.get(item, -1) for item in item_ids]
-        known = np.fromiter((r >= 0 for r in rows), dtype=bool, count=len(rows))
-        out[known] = self._matrix[np.asarray(rows)[known]]
+        rows = self.row_array(item_ids)
+        known = rows >= 0
+        out[known] = self._matrix[rows[known]]
         return out
+
+    def row_array(self, item_ids: Iterable[str]) -> np.ndarray:
+        """int64 rows of ``item_ids`` in one pass, -1 for an item the index has never heard of."""
+        return np.fromiter(map(self.row_of.get, item_ids, repeat(-1)), dtype=np.int64)
 
     def top_k(self, queries: np.ndarray, exclude: Sequence[Sequence[str]], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Best ``k`` live items for each query row by dot product, minus that row's excluded ids.
@@ -143,7 +147,7 @@ class ItemIndex:
         if not alive.all():
             scores[:, :n][:, ~alive] = -np.inf
         counts = np.fromiter(map(len, exclude), dtype=np.int64, count=len(exclude))
-        rows = np.fromiter(map(self.row_of.get, chain.from_iterable(exclude), repeat(-1)), dtype=np.int64)
+        rows = self.row_array(chain.from_iterable(exclude))
         query_of = np.repeat(np.arange(len(exclude)), counts)
         known = rows >= 0
         scores[query_of[known], rows[known]] = -np.inf

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import chain
 from operator import attrgetter
 from typing import Protocol
 
@@ -338,9 +338,7 @@ def _because(windows: list[list[RecentEvent]], rows: np.ndarray, index: ItemInde
     lengths = np.fromiter(map(len, windows), dtype=np.int64, count=len(windows))
     depth = max(int(lengths.max(initial=0)), 1)
     window_rows = np.full((len(windows), depth), -1, dtype=np.int64)
-    item_ids = map(_ITEM_ID, chain.from_iterable(windows))
-    flat = np.fromiter(map(index.row_of.get, item_ids, repeat(-1)), np.int64)
-    window_rows[np.arange(depth) < lengths[:, None]] = flat
+    window_rows[np.arange(depth) < lengths[:, None]] = index.row_array(map(_ITEM_ID, chain.from_iterable(windows)))
     matrix = index.matrix
     support = np.matmul(matrix[window_rows.clip(0)], matrix[rows.clip(0)].transpose(0, 2, 1))  # [Q, W, K]
     support[window_rows < 0] = -np.inf
