@@ -28,24 +28,14 @@ class OutputError(InterestStreamError):
 
 class BatchProducer:
     """A librdkafka producer whose ``flush`` awaits every record sent so far and reports the
-    newest delivered offset of each (topic, partition).
+    newest delivered offset of each (topic, partition)."""
 
-    With ``track_offsets`` False, librdkafka reports failed deliveries only: no Python callback
-    per delivered record (three records per event made those callbacks a visible share of the
-    worker's time), failures still raise in ``flush``, which then reports no offsets."""
-
-    def __init__(self, kafka_config: dict[str, Any], track_offsets: bool = True, **overrides: Any) -> None:
+    def __init__(self, kafka_config: dict[str, Any], **overrides: Any) -> None:
         self._errors: list[KafkaError] = []
         self._offsets: dict[tuple[str, int], int] = {}
         # the client's settings: acks from all replicas, ordered retries, Java's partitioner, lz4
         self._producer = Producer(
-            {
-                **kafka_config,
-                **PRODUCER_DEFAULTS,
-                "queue.buffering.max.messages": 1_000_000,
-                "delivery.report.only.error": not track_offsets,
-                **overrides,
-            }
+            {**kafka_config, **PRODUCER_DEFAULTS, "queue.buffering.max.messages": 1_000_000, **overrides}
         )
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
@@ -83,7 +73,7 @@ class OutputProducer(BatchProducer):
     """Output records by topic kind (``topics.VECTORS`` ...), lz4-compressed batches."""
 
     def __init__(self, kafka_config: dict[str, Any], topic_names: dict[str, str]) -> None:
-        super().__init__(kafka_config, track_offsets=False, **{"linger.ms": 2})
+        super().__init__(kafka_config, **{"linger.ms": 2})
         self._topics = topic_names
 
     def send_outputs(self, outputs: list[Output]) -> None:
