@@ -7,7 +7,9 @@ produced and flushed first; the user states are written to the local store and t
 records flushed next (``tables.BatchStates.write``); only then does the agent return the batch
 so Faust acks it and may commit. A crash before the state write replays the batch on restart:
 the same states and model give the same outputs again, so consumers see at-least-once outputs
-with identical content, and every state change is applied exactly once.
+(the same event and model version; values equal up to float32 noise, as the replayed batch may be
+composed differently and ONNX Runtime's kernels round per batch shape), and every state change is
+applied exactly once.
 """
 
 from __future__ import annotations

@@ -211,14 +211,20 @@ def test_kill_9_and_a_lost_local_store_recover_from_the_changelog_without_losing
     # other batch sizes, and 30 recurrent steps of float32 accumulate about 1e-6 of that noise.
     assert worst <= 1e-5
 
-    # none lost; a batch replayed after the crash re-emits identical records
-    by_event: dict[str, list[np.ndarray]] = {}
+    # none lost; a batch replayed after the crash re-emits its records: the same event and model,
+    # values equal up to the batch noise above (the replay runs in another batch composition, and
+    # the int8 encoder quantizes with one scale per batch)
+    by_event: dict[str, list[InterestVector]] = {}
     for v in (msgspec.json.decode(m.value(), type=InterestVector) for m in vectors):
-        by_event.setdefault(v.event_id, []).append(np.array(v.vector))
+        by_event.setdefault(v.event_id, []).append(v)
     assert set(by_event) == {e.event_id for e in events}
-    for copies in by_event.values():
-        for copy in copies[1:]:
-            np.testing.assert_array_equal(copy, copies[0])
+    replay_diff = 0.0
+    for first, *replays in by_event.values():
+        for copy in replays:
+            assert (copy.user_id, copy.ts, copy.model_version) == (first.user_id, first.ts, first.model_version)
+            replay_diff = max(replay_diff, float(np.abs(np.subtract(copy.vector, first.vector)).max()))
+    print(f"max |replayed - first vector| = {replay_diff:.2e}")
+    assert replay_diff <= 1e-5
     print(f"replayed outputs: {len(vectors) - len(by_event)}")
 
 
