@@ -197,34 +197,46 @@ def test_kill_9_and_a_lost_local_store_recover_from_the_changelog_without_losing
         states = final_states(settings, changelog_topic(settings), applied_per_user(events))
     assert restarted.returncode == 0, restarted.output()[-3000:]
 
-    # none applied twice, and the states equal an uninterrupted run of the same bundle
+    # none lost: every event has a vector, from the crashed worker or the restarted one
+    by_event: dict[str, list[InterestVector]] = {}
+    for v in _vectors(vectors):
+        by_event.setdefault(v.event_id, []).append(v)
+    missing = {e.event_id for e in events} - set(by_event)
+    assert not missing, f"{len(missing)} events without a vector, e.g. {sorted(missing)[:5]}"
+
+    # none applied twice or skipped, and the states equal an uninterrupted run of the same bundle
+    before_kill = {v.event_id for v in _vectors(seen)}
     uninterrupted = InProcessRun(runtime, PipelineConfig())
     uninterrupted.events(events, 500)
     per_user = applied_per_user(events)
     assert set(states) == set(per_user)
     worst = 0.0
-    for user, (_, state) in states.items():
-        assert state.applied == per_user[user]
+    for user, (partition, state) in states.items():
+        kept = {recent.event_id for recent in state.window}  # the window (32) holds all 30 of a user's events
+        skipped = [
+            (e.event_id, e.event_id in before_kill) for e in events if e.user_id == user and e.event_id not in kept
+        ]
+        assert state.applied == per_user[user], (
+            f"{user} (partition {partition}): applied {state.applied} of {per_user[user]}; "
+            f"not in its state (event id, emitted before the kill): {skipped}"
+        )
         worst = max(worst, float(np.abs(state.state - decode_state(uninterrupted.states[user]).state).max()))
     print(f"max |state - uninterrupted state| = {worst:.2e}")
     # Bit-equality would need equal batch compositions: ONNX Runtime's GEMM rounds differently for
-    # other batch sizes, and 30 recurrent steps of float32 accumulate about 1e-6 of that noise.
-    assert worst <= 1e-5
+    # other batch sizes, the int8 encoder quantizes with one scale per batch, and 30 recurrent steps
+    # accumulate that noise (up to 8e-6 seen). An event applied twice or skipped moves a state by
+    # orders of magnitude more.
+    assert worst <= 1e-4
 
-    # none lost; a batch replayed after the crash re-emits its records: the same event and model,
-    # values equal up to the batch noise above (the replay runs in another batch composition, and
-    # the int8 encoder quantizes with one scale per batch)
-    by_event: dict[str, list[InterestVector]] = {}
-    for v in (msgspec.json.decode(m.value(), type=InterestVector) for m in vectors):
-        by_event.setdefault(v.event_id, []).append(v)
-    assert set(by_event) == {e.event_id for e in events}
+    # a batch replayed after the crash re-emits its records: the same event and model, values equal
+    # up to the batch noise above
     replay_diff = 0.0
     for first, *replays in by_event.values():
         for copy in replays:
             assert (copy.user_id, copy.ts, copy.model_version) == (first.user_id, first.ts, first.model_version)
             replay_diff = max(replay_diff, float(np.abs(np.subtract(copy.vector, first.vector)).max()))
     print(f"max |replayed - first vector| = {replay_diff:.2e}")
-    assert replay_diff <= 1e-5
+    assert replay_diff <= 1e-4
     print(f"replayed outputs: {len(vectors) - len(by_event)}")
 
 
