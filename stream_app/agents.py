@@ -43,6 +43,10 @@ def define_agents(app: faust.App, settings: Settings, events: faust.TopicT, tabl
         finally:
             engine.stop()
 
+    @app.on_partitions_revoked.connect
+    async def forget_offsets(app: faust.App, revoked: set, **kwargs) -> None:
+        engine.offsets.forget(revoked)
+
     @app.timer(settings.model_poll_s)
     async def refresh_model_and_catalog() -> None:
         # Swaps and catalog changes also land while no events flow (batches do it too).

@@ -24,6 +24,7 @@ from stream_app.worker.feeds import TopicFeed
 from stream_app.worker.hot_swap import ModelSwapper
 from stream_app.worker.item_index import Catalog, ItemIndex
 from stream_app.worker.metrics import WorkerMetrics
+from stream_app.worker.offsets import OffsetTracker
 from stream_app.worker.outputs import ChangelogProducer, OutputProducer
 from stream_app.worker.pipeline import BatchResult, Output, PipelineConfig, Serving, dead_letter_output, process_batch
 from stream_app.worker.trending import Trending
@@ -63,6 +64,7 @@ class WorkerEngine:
         self._changelog: ChangelogProducer | None = None
         self._feeds: list[TopicFeed] = []
         self._resumed: set[Any] = set()  # partitions whose first consumed offset was logged
+        self.offsets = OffsetTracker()
 
     def start(self) -> None:
         """Load the serving model and open the feeds and the producer (blocking; before consuming)."""
@@ -192,11 +194,18 @@ class WorkerEngine:
             m.produce_to_emit.observe(max(0.0, now - event.message.timestamp))
         last: dict[Any, int] = {}
         for event in events:
-            tp = event.message.tp
+            tp, offset = event.message.tp, event.message.offset
             if tp not in self._resumed:
                 self._resumed.add(tp)
-                log.info("consuming %s[%d] from offset %d", tp.topic, tp.partition, event.message.offset)
-            last[tp] = event.message.offset
+                log.info("consuming %s[%d] from offset %d", tp.topic, tp.partition, offset)
+            skipped = self.offsets.observe(tp.topic, tp.partition, offset)
+            if skipped:
+                m.skipped_offsets.labels(str(tp.partition)).inc(len(skipped))
+                log.error(
+                    "%s[%d]: offsets %d..%d were never delivered to the worker (%d events not processed)",
+                    tp.topic, tp.partition, skipped.start, skipped.stop - 1, len(skipped),
+                )  # fmt: skip
+            last[tp] = offset
         consumer = events[0].app.consumer if events else None
         if consumer is not None:
             for tp, offset in last.items():

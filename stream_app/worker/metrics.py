@@ -18,6 +18,9 @@ class WorkerMetrics:
         self.duplicates = Counter("istream_duplicates_dropped", "Redelivered or stale events dropped.", registry=r)
         self.forgets = Counter("istream_users_forgotten", "User states deleted on request.", registry=r)
         self.rebuilds = Counter("istream_states_rebuilt", "States rebuilt from their window after a swap.", registry=r)
+        self.skipped_offsets = Counter(
+            "istream_skipped_offsets", "Events-topic offsets the consumer never delivered.", ["partition"], registry=r
+        )
         self.state_errors = Counter("istream_state_decode_errors", "Unreadable stored states.", registry=r)
         self.batch_size = Histogram(
             "istream_batch_size", "Events per micro-batch.", buckets=(1, 10, 50, 100, 250, 500, 1000, 2000), registry=r
