@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.allocator import retain_freed_memory
 from models.checkpoint import Checkpoint
 from models.comment_encoder import CommentEncoder, EmbeddingCache
 from models.datasets.jsonl import events_to_columns
@@ -124,6 +125,7 @@ class FinetuneResult:
 def fine_tune(table: ItemTable, events: list[dict], cfg: FinetuneConfig, text: TextContext) -> FinetuneResult:
     """Train a copy of ``table.model`` (the extended champion) on ``events`` for ``cfg.epochs`` epochs."""
     started = time.perf_counter()
+    retain_freed_memory()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model = copy.deepcopy(table.model)
