@@ -114,26 +114,30 @@ class Workers:
 
 
 class ProcessSampler:
-    """CPU seconds and peak RSS of some processes (and their children), sampled every ``every`` s."""
+    """CPU seconds (all, and in the kernel) and peak RSS of some processes (and their children),
+    RSS sampled every ``every`` s."""
 
     def __init__(self, pids: list[int], every: float = 0.1) -> None:
         self._procs = [psutil.Process(pid) for pid in pids]
         self._every = every
         self._stop = threading.Event()
         self.peak_rss = 0
-        self._cpu0 = self._cpu()
+        self._cpu0, self._system0 = self._cpu()
         self._t0 = time.monotonic()
         self.cpu_seconds = 0.0
+        self.system_seconds = 0.0
         self.wall_seconds = 0.0
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _cpu(self) -> float:
-        total = 0.0
+    def _cpu(self) -> tuple[float, float]:
+        """(user + system, system) CPU seconds so far."""
+        user = system = 0.0
         for p in self._procs:
             with contextlib.suppress(psutil.NoSuchProcess):
                 t = p.cpu_times()
-                total += t.user + t.system + t.children_user + t.children_system
-        return total
+                user += t.user + t.children_user
+                system += t.system + t.children_system
+        return user + system, system
 
     def _sample_rss(self) -> None:
         rss = 0
@@ -154,5 +158,6 @@ class ProcessSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.cpu_seconds = self._cpu() - self._cpu0
+        cpu, system = self._cpu()
+        self.cpu_seconds, self.system_seconds = cpu - self._cpu0, system - self._system0
         self.wall_seconds = time.monotonic() - self._t0

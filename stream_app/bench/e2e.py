@@ -137,6 +137,8 @@ def pipeline_figures(t: Timings, sampler: ProcessSampler) -> dict[str, Any]:
         "latency_ms": latency_summary(t.latencies_ms()),
         "worker_cpu_cores": sampler.cpu_seconds / sampler.wall_seconds,
         "worker_cpu_us_per_event": 1e6 * sampler.cpu_seconds / max(1, answered),
+        # kernel time: page faults, socket and RocksDB I/O system calls
+        "worker_system_cpu_share": sampler.system_seconds / max(sampler.cpu_seconds, 1e-9),
         "worker_peak_rss_mb": sampler.peak_rss / 2**20,
         "notes": t.notes,
     }

@@ -37,6 +37,7 @@ def pipeline_rows(figures: dict[str, Any]) -> list[tuple[str, Any]]:
     rows += [
         ("worker CPU (cores)", figures["worker_cpu_cores"]),
         ("worker CPU per event (us)", figures["worker_cpu_us_per_event"]),
+        ("worker CPU in the kernel (share)", figures["worker_system_cpu_share"]),
         ("worker peak RSS (MB)", figures["worker_peak_rss_mb"]),
     ]
     if "dead_letters" in figures:
