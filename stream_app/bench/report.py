@@ -18,6 +18,12 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _verdict(target: dict[str, Any]) -> str:
+    if target["met"] is None:
+        return target["note"]
+    return "met" if target["met"] else "NOT met"
+
+
 def table(rows: list[tuple[str, Any]], header: tuple[str, str] = ("figure", "value")) -> str:
     """A markdown table of (name, value) rows."""
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
@@ -95,7 +101,7 @@ def e2e_markdown(report: dict[str, Any]) -> str:
             "## Targets",
             table(
                 [
-                    (name, f"{_fmt(t['figure'])} (target {t['target']}): {'met' if t['met'] else 'NOT met'}")
+                    (name, f"{_fmt(t['figure'])} (target {t['target']}): {_verdict(t)}")
                     for name, t in report["targets"].items()
                 ],
                 ("target", "result"),

@@ -1,0 +1,25 @@
+from stream_app.bench.e2e import targets
+
+
+def clicks_report(naive_cores: float) -> dict:
+    figures = {"sustained_events_per_s": 4_000.0, "worker_cpu_us_per_event": 250.0, "latency_ms": {}}
+    return {
+        "options": {"comment_fraction": 0.0, "rate": None},
+        "pipeline": figures,
+        "naive": {**figures, "sustained_events_per_s": 250.0, "worker_cpu_us_per_event": 1_500.0,
+                  "worker_cpu_cores": naive_cores},
+    }  # fmt: skip
+
+
+def test_the_speed_up_is_judged_against_a_busy_naive_worker():
+    speedup = targets(clicks_report(naive_cores=0.86))["speed-up vs naive"]
+    assert speedup["figure"] == 16.0
+    assert speedup["met"] is True
+
+
+def test_a_stalled_naive_worker_leaves_the_speed_up_unjudged_and_says_why():
+    report = clicks_report(naive_cores=0.43)
+    speedup = targets(report)["speed-up vs naive"]
+    assert speedup["figure"] == 16.0
+    assert speedup["met"] is None
+    assert "busy only 0.43 cores" in speedup["note"] and "6.0x" in speedup["note"]
