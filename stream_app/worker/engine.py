@@ -74,7 +74,6 @@ class WorkerEngine:
         self._producer: OutputProducer | None = None
         self._changelog: ChangelogProducer | None = None
         self._feeds: list[TopicFeed] = []
-        self._resumed: set[Any] = set()  # partitions whose first consumed offset was logged
         self.offsets = OffsetTracker()
 
     def start(self) -> None:
@@ -207,8 +206,7 @@ class WorkerEngine:
         last: dict[Any, int] = {}
         for event in events:
             tp, offset = event.message.tp, event.message.offset
-            if tp not in self._resumed:
-                self._resumed.add(tp)
+            if not self.offsets.knows(tp.topic, tp.partition):  # first record since it was (re)assigned
                 log.info("consuming %s[%d] from offset %d", tp.topic, tp.partition, offset)
             skipped = self.offsets.observe(tp.topic, tp.partition, offset)
             if skipped:

@@ -20,6 +20,10 @@ class OffsetTracker:
     def __init__(self) -> None:
         self._next: dict[tuple[str, int], int] = {}
 
+    def knows(self, topic: str, partition: int) -> bool:
+        """Whether an offset of this partition was received since it was (re)assigned."""
+        return (topic, partition) in self._next
+
     def observe(self, topic: str, partition: int, offset: int) -> range:
         """Record a received offset; returns the offsets skipped right before it (usually empty)."""
         key = (topic, partition)

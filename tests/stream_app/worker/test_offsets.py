@@ -32,8 +32,11 @@ def test_partitions_and_topics_are_tracked_apart():
 
 def test_a_revoked_partition_may_come_back_further_on():
     offsets = OffsetTracker()
+    assert not offsets.knows("events", 3)
     offsets.observe("events", 3, 40)
+    assert offsets.knows("events", 3)
     offsets.forget({TP("events", 3)})
+    assert not offsets.knows("events", 3)  # its next record is logged as where consuming resumed
     # another worker owned it meanwhile and processed 41..99
     assert offsets.observe("events", 3, 100) == range(0)
     assert offsets.observe("events", 3, 102) == range(101, 102)
