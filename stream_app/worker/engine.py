@@ -54,7 +54,7 @@ def runtime_loader(settings: Settings):
 def _freeze_long_lived() -> None:
     """Move every object alive now (Faust's, the model's, the item index) out of the cyclic garbage
     collector's view. Its full collections walked them again and again: 12 % of a worker's CPU in a
-    clicks benchmark (1.2 s of 9.9 s), 1.5 % once they were frozen. Unfrozen and collected first,
+    clicks benchmark (1.2 s of 9.9 s), about 2 % once they were frozen. Unfrozen and collected first,
     so a replaced model that only reference cycles still hold is freed, not frozen for good."""
     gc.unfreeze()
     gc.collect()
