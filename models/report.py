@@ -23,7 +23,9 @@ def metric_rows(result: dict, extra: dict) -> list[tuple[str, float, float]]:
 
 
 def final_fit(history: dict) -> str:
-    return "retrain" if history.get("train_config", {}).get("retrain") else "refit"
+    if "final_fit" in history:
+        return history["final_fit"]
+    return "retrain" if history.get("train_config", {}).get("retrain") else "refit"  # checkpoints before auto
 
 
 def write_png(path: Path, history: dict, rows: list[tuple[str, float, float]]) -> None:

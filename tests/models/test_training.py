@@ -117,6 +117,20 @@ def test_training_history_and_early_stopping(trained) -> None:
     assert history["best_val_ndcg@10"] == max(e["val_ndcg@10"] for e in epochs)
     assert epochs[-1]["loss"] < epochs[0]["loss"]
     assert history["data"]["item_text_sources"]["catalog"] + history["data"]["item_text_sources"]["both"] == 240
+    # 60 events a user: the validation items add about 2 % to the targets, so the chosen model is refit
+    assert 0 < history["validation_adds"] < TRAIN.retrain_above and history["final_fit"] == "refit"
+
+
+def test_short_histories_retrain_by_default(tmp_path) -> None:
+    events, items, _ = generate(users=60, items=240, events=600, seed=3)  # 10 events a user
+    write_jsonl(tmp_path / "events.jsonl", events)
+    write_jsonl(tmp_path / "items.jsonl", items)
+    history = train_files(tmp_path / "events.jsonl", tmp_path / "items.jsonl", tmp_path / "ckpt",
+                          cfg=TrainConfig(epochs=2, threads=1), cache_dir=tmp_path / "cache", model_overrides=TINY,
+                          progress=False)  # fmt: skip
+    assert history["validation_adds"] >= TrainConfig().retrain_above
+    assert history["final_fit"] == "retrain"
+    assert [e["epoch"] for e in history["refit_epochs"]] == list(range(1, history["best_epoch"] + 1))
 
 
 def test_retrain_fits_a_fresh_model_on_validation_items_too(stream, tmp_path) -> None:
@@ -164,7 +178,7 @@ def test_cli_train_and_evaluate(stream, trained, tmp_path) -> None:
     help_text = " ".join(run("train", "--help").stdout.split())
     assert f"[default: {TrainConfig().epochs}]" in help_text and f"[default: {TrainConfig().lr}]" in help_text
     history = json.loads((tmp_path / "ckpt" / "history.json").read_text())
-    assert history["train_config"]["retrain"] and [e["epoch"] for e in history["refit_epochs"]] == [1]
+    assert history["final_fit"] == "retrain" and [e["epoch"] for e in history["refit_epochs"]] == [1]
     done = run("evaluate", "--model", str(trained["out"]), *files, "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
