@@ -332,6 +332,7 @@ def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: b
     with_val = dataclasses.replace(data, usable=usable, targets=next_run_item(data.seqs, usable))
     validation_adds = float((with_val.targets >= 0).sum() / max(1, (data.targets >= 0).sum()) - 1)
     retrain = cfg.retrain if cfg.retrain is not None else validation_adds >= cfg.retrain_above
+    final_fit = "retrain" if retrain else "refit"
     if retrain:
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
@@ -344,7 +345,7 @@ def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: b
         model.item_has_id.copy_(torch.from_numpy(trained))
         final_epochs = range(best_epoch + 1, best_epoch + cfg.refit_epochs + 1)
     refit_epochs = []
-    for epoch in tqdm(final_epochs, desc="retrain" if retrain else "refit", unit="ep", disable=not progress):
+    for epoch in tqdm(final_epochs, desc=final_fit, unit="ep", disable=not progress):
         t0 = time.perf_counter()
         loss = run_epoch(model, opt, with_val, cfg, rng, progress)
         if retrain:
@@ -354,7 +355,7 @@ def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: b
         "epochs": epochs,
         "best_epoch": best_epoch,
         "best_val_ndcg@10": best,
-        "final_fit": "retrain" if retrain else "refit",
+        "final_fit": final_fit,
         "validation_adds": validation_adds,  # share of training targets the validation items add
         "refit_epochs": refit_epochs,
         "train_seconds": time.perf_counter() - started,

@@ -177,6 +177,8 @@ def test_cli_train_and_evaluate(stream, trained, tmp_path) -> None:
     }
     help_text = " ".join(run("train", "--help").stdout.split())
     assert f"[default: {TrainConfig().epochs}]" in help_text and f"[default: {TrainConfig().lr}]" in help_text
+    assert f"for {TrainConfig().refit_epochs} epochs" in help_text
+    assert f"add {TrainConfig().retrain_above:.0%} or more" in help_text
     history = json.loads((tmp_path / "ckpt" / "history.json").read_text())
     assert history["final_fit"] == "retrain" and [e["epoch"] for e in history["refit_epochs"]] == [1]
     done = run("evaluate", "--model", str(trained["out"]), *files, "--json")
