@@ -61,7 +61,7 @@ def output_records(cfg: ModelConfig, settings: Settings, ids: dict[str, int]) ->
     user, event = _id("u", 1, ids["user"]), _id("e", 1, ids["event"])
 
     def vec() -> list[float]:  # float32 values rounded as the worker writes them
-        return rng.standard_normal(cfg.dim).astype(np.float32).astype(np.float64).round(DECIMALS).tolist()
+        return rng.standard_normal(cfg.vector_dim).astype(np.float32).astype(np.float64).round(DECIMALS).tolist()
 
     vector = InterestVector(
         user_id=user,
@@ -105,12 +105,12 @@ def table(ids: dict[str, int]) -> str:
             f"{plain * 1e6 / MIB:.0f} MiB",
         ),
         ("changelog record per event (upper bound: key + steady state)", f"{key + plain} B"),
-        (f"interest-vector record per event (3 x {cfg.dim} floats, JSON)", f"{key + vector} B"),
+        (f"interest-vector record per event (3 x {cfg.vector_dim} floats, JSON)", f"{key + vector} B"),
         (f"recommendation record per event (top {settings.top_k}, JSON)", f"{key + rec} B"),
         ("written to Kafka per event (changelog + vector + recommendation)", f"{3 * key + plain + vector + rec} B"),
     ]
     head = (
-        f"Model: state {cfg.state_dim} floats, vectors {cfg.dim}, comment embedding {cfg.text_dim}; "
+        f"Model: state {cfg.state_dim} floats, vectors {cfg.vector_dim}, comment embedding {cfg.text_dim}; "
         f"ids: user {ids['user']}, event {ids['event']}, item {ids['item']} characters."
     )
     lines = [head, "", "| quantity | size |", "|---|---|", *(f"| {q} | {s} |" for q, s in rows)]

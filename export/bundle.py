@@ -27,8 +27,8 @@ from export.optimize import optimize_encoder, quantize_encoder
 from export.signatures import ENCODER, ENCODER_INT8, ITEM_TOWER, STEP, encoder_spec, item_tower_spec, step_spec
 from models.checkpoint import load_checkpoint
 from models.comment_encoder import CommentEncoder
+from models.ensemble import Model
 from models.exceptions import ModelError
-from models.interest_model import InterestModel
 
 ATOL = 1e-4
 # a guard against a broken quantization on the short validation texts (the hardest case for int8:
@@ -49,7 +49,7 @@ VALIDATION_TEXTS = [
 
 
 class StepGraph(nn.Module):
-    def __init__(self, model: InterestModel) -> None:
+    def __init__(self, model: Model) -> None:
         super().__init__()
         self.model = model
 
@@ -58,7 +58,7 @@ class StepGraph(nn.Module):
 
 
 class ItemTowerGraph(nn.Module):
-    def __init__(self, model: InterestModel) -> None:
+    def __init__(self, model: Model) -> None:
         super().__init__()
         self.model = model
 
@@ -66,10 +66,10 @@ class ItemTowerGraph(nn.Module):
         return self.model.item_tower(text_emb)
 
 
-def _events(model: InterestModel, batch: int, gen: torch.Generator) -> list[torch.Tensor]:
+def _events(model: Model, batch: int, gen: torch.Generator) -> list[torch.Tensor]:
     cfg = model.config
     return [
-        torch.randn(batch, cfg.dim, generator=gen),
+        torch.randn(batch, cfg.vector_dim, generator=gen),
         torch.randint(0, cfg.n_event_types, (batch,), generator=gen),
         torch.nn.functional.normalize(torch.randn(batch, cfg.text_dim, generator=gen), dim=-1),
         torch.randint(0, 2, (batch,), generator=gen).float(),
@@ -79,7 +79,7 @@ def _events(model: InterestModel, batch: int, gen: torch.Generator) -> list[torc
 
 
 @torch.inference_mode()
-def _step_inputs(model: InterestModel, batch: int, seed: int) -> list[torch.Tensor]:
+def _step_inputs(model: Model, batch: int, seed: int) -> list[torch.Tensor]:
     """A random event for users whose state came from a few earlier events (a reachable state)."""
     gen = torch.Generator().manual_seed(seed)
     state = model.initial_state(batch)
@@ -136,11 +136,12 @@ def _export_encoder(
     return graphs, facts
 
 
-def _export_interest(model: InterestModel, stage: Path, opset: int) -> tuple[dict[str, object], dict[str, object]]:
+def _export_interest(model: Model, stage: Path, opset: int) -> tuple[dict[str, object], dict[str, object]]:
     """step.onnx and item_tower.onnx; returns (graph specs, export facts)."""
     cfg = model.config
     step, tower = StepGraph(model), ItemTowerGraph(model)
-    step_sig, tower_sig = step_spec(cfg.state_dim, cfg.dim, cfg.text_dim), item_tower_spec(cfg.text_dim, cfg.dim)
+    step_sig = step_spec(cfg.state_dim, cfg.vector_dim, cfg.text_dim)
+    tower_sig = item_tower_spec(cfg.text_dim, cfg.vector_dim)
     export_onnx(step, _step_inputs(model, 2, seed=0), step_sig, stage / step_sig.file, opset)
     export_onnx(tower, [torch.zeros(2, cfg.text_dim)], tower_sig, stage / tower_sig.file, opset)
     step_cases = [_step_inputs(model, b, seed=b) for b in (1, 5, 33)]
@@ -212,7 +213,7 @@ def export_bundle(
             parent_version=parent_version or ckpt.history.get("parent_version"),
             created_at=created.isoformat(timespec="seconds"),
             text_dim=cfg.text_dim,
-            dim=cfg.dim,
+            dim=cfg.vector_dim,
             state_dim=cfg.state_dim,
             model_config=cfg.to_dict(),
             graphs=graphs,

@@ -2,7 +2,7 @@
 
 ```
 config.json         ModelConfig (incl. comment-encoder path and max length)
-model.pt            state_dict
+model.pt            state_dict (member k of several under `members.k.`)
 items.json          item ids in row order
 item_text_emb.npy   float32 [n_items, T] text embeddings the item tower uses
 metrics.json        evaluation figures (written by `istream evaluate`)
@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.ensemble import Model, make_model, members_of
 from models.exceptions import CheckpointError
-from models.interest_model import InterestModel, ModelConfig
+from models.interest_model import ModelConfig
 
 CONFIG = "config.json"
 WEIGHTS = "model.pt"
@@ -35,7 +36,7 @@ HISTORY = "history.json"
 
 @dataclass
 class Checkpoint:
-    model: InterestModel
+    model: Model
     item_ids: list[str]
     metrics: dict[str, Any]
     history: dict[str, Any]
@@ -56,7 +57,7 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def save_checkpoint(
-    out_dir: str | os.PathLike, model: InterestModel, item_ids: list[str], history: dict[str, Any] | None = None
+    out_dir: str | os.PathLike, model: Model, item_ids: list[str], history: dict[str, Any] | None = None
 ) -> Path:
     out = Path(out_dir)
     if len(item_ids) != model.config.n_items:
@@ -93,7 +94,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"checkpoint directory {root} does not exist; train one with `istream train`")
     raw = read_json(root / CONFIG)
     known = {f.name for f in fields(ModelConfig)}
-    config = ModelConfig(**{k: v for k, v in raw.items() if k in known})
+    # checkpoints written before ensembles hold one model
+    config = ModelConfig(**{"members": 1, **{k: v for k, v in raw.items() if k in known}})
     item_ids = read_json(root / ITEMS)
     if len(item_ids) != config.n_items:
         raise CheckpointError(f"{root / ITEMS} lists {len(item_ids)} items but the config has {config.n_items}")
@@ -104,12 +106,13 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(
             f"{root / ITEM_TEXT} has shape {text_emb.shape}, expected {(config.n_items, config.text_dim)}"
         )
-    model = InterestModel(config)
+    model = make_model(config)
     try:
         model.load_state_dict(torch.load(root / WEIGHTS, map_location="cpu", weights_only=True))
     except RuntimeError as exc:
         raise CheckpointError(f"{root / WEIGHTS} does not fit {root / CONFIG}: {exc}") from None
-    model.item_text_emb.copy_(torch.from_numpy(text_emb))
+    for member in members_of(model):
+        member.item_text_emb.copy_(torch.from_numpy(text_emb))
     return Checkpoint(
         model=model.eval(),
         item_ids=item_ids,

@@ -19,7 +19,7 @@ forward loops over the same ``step`` so training and serving cannot drift apart.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ MAX_LONG_RATE = 0.25
 
 
 # sizes of the tiny config (tests): seconds to train and export on a CPU
-TINY = {"dim": 16, "hidden": 32, "long_dim": 16, "type_dim": 4, "comment_dim": 8, "dropout": 0.0}
+TINY = {"dim": 16, "hidden": 32, "long_dim": 16, "type_dim": 4, "comment_dim": 8, "dropout": 0.0, "members": 1}
 
 
 @dataclass
@@ -59,6 +59,9 @@ class ModelConfig:
     # comment encoder the embeddings come from (the export bundles it)
     encoder_path: str = ""
     encoder_max_length: int = 128
+    # independently trained copies served as one model whose score is the sum of theirs
+    # (models/ensemble.py); the sizes above are each member's
+    members: int = 1
 
     @classmethod
     def tiny(cls, n_items: int, text_dim: int = 384, **overrides) -> ModelConfig:
@@ -66,16 +69,31 @@ class ModelConfig:
         return cls(n_items=n_items, text_dim=text_dim, **{**TINY, **overrides})
 
     @property
+    def member(self) -> ModelConfig:
+        """The config of one member."""
+        return replace(self, members=1)
+
+    @property
+    def vector_dim(self) -> int:
+        """Size of the served item, interest, long- and short-term vectors: the members' side by side."""
+        return self.members * self.dim
+
+    @property
     def state_dim(self) -> int:
-        return 2 * self.hidden + 2 * self.long_dim
+        """Size of a user's packed state: the members' side by side."""
+        return self.members * (2 * self.hidden + 2 * self.long_dim)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class InterestModel(nn.Module):
+    """One member; ``models.ensemble.make_model`` makes the served model of any ``config.members``."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        if config.members != 1:
+            raise ValueError(f"an InterestModel is one member, got members={config.members}")
         self.config = cfg = config
         # item tower
         self.item_id = nn.Embedding(cfg.n_items, cfg.dim)

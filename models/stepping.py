@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from models.interest_model import InterestModel
+from models.ensemble import Model
 from models.sequences import Sequences, pad
 from models.text_features import text_rows
 
@@ -34,7 +34,7 @@ class UserVectors(NamedTuple):
 
 @torch.no_grad()
 def final_vectors(
-    model: InterestModel,
+    model: Model,
     seqs: Sequences,
     starts: np.ndarray,
     ends: np.ndarray,
@@ -47,7 +47,7 @@ def final_vectors(
     would, batched over users. ``item_vecs`` is the item table the events' item rows index."""
     model.eval()
     lengths = ends - starts
-    width = (model.config.dim,) * 3 + (model.config.state_dim,)
+    width = (model.config.vector_dim,) * 3 + (model.config.state_dim,)
     out = [torch.zeros(len(starts), w) for w in width]
     order = np.argsort(-lengths, kind="stable")  # longest first: the users still active are a prefix
     for lo in range(0, len(order), batch_users):

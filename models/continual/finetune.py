@@ -24,6 +24,7 @@ from models.allocator import retain_freed_memory
 from models.checkpoint import Checkpoint
 from models.comment_encoder import CommentEncoder, EmbeddingCache
 from models.datasets.jsonl import events_to_columns
+from models.ensemble import Model, assemble, members_of
 from models.exceptions import TrainingError
 from models.interest_model import InterestModel, ModelConfig
 from models.sequences import build_sequences, next_run_item
@@ -60,7 +61,7 @@ class TextContext:
 
 @dataclass
 class ItemTable:
-    model: InterestModel  # the champion with the extended table
+    model: Model  # the champion with the extended table
     item_ids: list[str]
     new_items: int
     new_item_text: ItemTextSources  # where the new rows' text came from
@@ -80,14 +81,21 @@ def extend_item_table(ckpt: Checkpoint, events: list[dict], catalog: dict[str, s
         np.zeros((1, ckpt.config.text_dim), dtype=np.float32), text.encoder, text.cache,
     )  # fmt: skip
     config = ModelConfig(**{**ckpt.config.to_dict(), "n_items": len(ckpt.item_ids) + len(new_ids)})
+    grown = [grow_member(member, config.member, new_text) for member in members_of(model)]
+    return ItemTable(assemble(config, grown).eval(), [*ckpt.item_ids, *new_ids], len(new_ids), sources)
+
+
+def grow_member(member: InterestModel, config: ModelConfig, new_text: np.ndarray) -> InterestModel:
+    """``member`` with zero id embeddings (untrained) and ``new_text`` for rows added at the end."""
     grown = InterestModel(config)
-    state = model.state_dict()
-    state["item_id.weight"] = torch.cat([state["item_id.weight"], torch.zeros(len(new_ids), config.dim)])
-    state["item_has_id"] = torch.cat([state["item_has_id"], torch.zeros(len(new_ids))])
+    state = member.state_dict()
+    added = config.n_items - member.config.n_items
+    state["item_id.weight"] = torch.cat([state["item_id.weight"], torch.zeros(added, config.dim)])
+    state["item_has_id"] = torch.cat([state["item_has_id"], torch.zeros(added)])
     grown.load_state_dict(state)
     with torch.no_grad():
-        grown.item_text_emb.copy_(torch.cat([model.item_text_emb, torch.from_numpy(new_text)]))
-    return ItemTable(grown.eval(), [*ckpt.item_ids, *new_ids], len(new_ids), sources)
+        grown.item_text_emb.copy_(torch.cat([member.item_text_emb, torch.from_numpy(new_text)]))
+    return grown
 
 
 def training_data(events: list[dict], table: ItemTable, text: TextContext) -> TrainingData:
@@ -117,7 +125,7 @@ def mix_replay(window_events: list[dict], replay: list[list[dict]]) -> list[dict
 
 @dataclass
 class FinetuneResult:
-    model: InterestModel
+    model: Model
     item_ids: list[str]
     history: dict = field(default_factory=dict)
 
@@ -132,14 +140,19 @@ def fine_tune(table: ItemTable, events: list[dict], cfg: FinetuneConfig, text: T
     data = training_data(events, table, text)
     if not (data.targets >= 0).any():
         raise TrainingError("no event of the fine-tuning data has a next item to learn")
-    with torch.no_grad():  # items the data touches get a trainable id embedding (zeros for new rows)
-        model.item_has_id[torch.from_numpy(np.unique(data.seqs.item))] = 1.0
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    rng = np.random.default_rng(cfg.seed)
-    losses = [run_epoch(model, opt, data, cfg.train_config(), rng, progress=False) for _ in range(cfg.epochs)]
+    # each member on its own, as it was trained; items the data touches get a trainable id embedding
+    # (zeros for new rows)
+    touched = torch.from_numpy(np.unique(data.seqs.item))
+    losses = []
+    for k, member in enumerate(members_of(model)):
+        with torch.no_grad():
+            member.item_has_id[touched] = 1.0
+        opt = torch.optim.AdamW(member.parameters(), lr=cfg.lr)
+        rng = np.random.default_rng(cfg.seed + k)
+        losses.append([run_epoch(member, opt, data, cfg.train_config(), rng, False) for _ in range(cfg.epochs)])
     history = {
         "finetune": asdict(cfg),
-        "losses": losses,
+        "losses": np.mean(losses, axis=0).tolist(),  # per epoch, averaged over members
         "events": len(data.seqs.item),
         "sequences": len(data.seqs),
         "train_seconds": time.perf_counter() - started,

@@ -72,7 +72,7 @@ def create_app(settings: Settings, registry: Path, data_dir: Path, web_port: int
             saved = json.loads(user_to_state.get(user) or "null")
             state = torch.tensor([saved["state"]]) if saved else model.initial_state(1)
             row = row_of.get(event["item_id"])
-            item = item_vectors[row : row + 1] if row is not None else torch.zeros(1, model.config.dim)
+            item = item_vectors[row : row + 1] if row is not None else torch.zeros(1, model.config.vector_dim)
             text = event.get("text")
             with torch.no_grad():
                 comment = encoder.encode([text]) if text else torch.zeros(1, model.config.text_dim)

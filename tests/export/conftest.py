@@ -3,7 +3,8 @@
 Session-scoped
     ``tiny_encoder_dir``   a 2-layer, 32-wide BERT (random weights) with MiniLM's tokenizer, saved
                            as a local Hugging Face directory: a real encoder that exports in a second.
-    ``tiny_checkpoint``    tiny interest model (untrained) over ``tiny_encoder_dir``; 20 items.
+    ``tiny_checkpoint``    tiny interest model (untrained; 2 members, as the default model) over
+                           ``tiny_encoder_dir``; 20 items.
     ``tiny_bundle``        ``tiny_checkpoint`` exported with ``--int8``.
     ``minilm_checkpoint``  tiny interest model over the real all-MiniLM-L6-v2 (T = 384).
     ``minilm_bundle``      ``minilm_checkpoint`` exported with ``--int8`` (done once per run: ~10 s).
@@ -39,11 +40,14 @@ def _write_checkpoint(out: Path, text_dim: int, encoder_path: str) -> Path:
     import torch
 
     from models.checkpoint import save_checkpoint, save_metrics
-    from models.interest_model import InterestModel, ModelConfig
+    from models.ensemble import make_model, members_of
+    from models.interest_model import ModelConfig
 
     torch.manual_seed(0)
-    model = InterestModel(ModelConfig.tiny(n_items=N_ITEMS, text_dim=text_dim, encoder_path=encoder_path))
-    model.item_text_emb.copy_(torch.nn.functional.normalize(torch.randn(N_ITEMS, text_dim), dim=-1))
+    model = make_model(ModelConfig.tiny(n_items=N_ITEMS, text_dim=text_dim, encoder_path=encoder_path, members=2))
+    text = torch.nn.functional.normalize(torch.randn(N_ITEMS, text_dim), dim=-1)
+    for member in members_of(model):
+        member.item_text_emb.copy_(text)
     save_checkpoint(out, model.eval(), [f"item-{i}" for i in range(N_ITEMS)], history={"epochs": 0})
     save_metrics(out, {"hr@10": 0.125, "ndcg@10": 0.0625})
     return out

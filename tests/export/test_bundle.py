@@ -24,8 +24,10 @@ def test_manifest_describes_every_file(tiny_bundle: Path, tiny_checkpoint: Path)
     assert [t.name for t in manifest.graphs["step"].inputs] == [
         "state", "item_vec", "event_type", "comment_emb", "has_text", "rating", "gap_s",
     ]  # fmt: skip
-    assert manifest.graphs["step"].outputs[0].shape == ("batch", 96)
-    assert (manifest.text_dim, manifest.dim, manifest.state_dim) == (32, 16, 96)
+    # two tiny members side by side: vectors 2 x 16, state 2 x (2 x 32 + 2 x 16)
+    assert manifest.graphs["step"].outputs[0].shape == ("batch", 192)
+    assert (manifest.text_dim, manifest.dim, manifest.state_dim) == (32, 32, 192)
+    assert manifest.model_config["members"] == 2
     assert "tokenizer/tokenizer.json" in manifest.tokenizer.files and manifest.tokenizer.max_length == 128
     assert manifest.item_table.count == 20 and manifest.model_config["n_items"] == 20
     assert manifest.metrics == {"hr@10": 0.125, "ndcg@10": 0.0625}
@@ -93,13 +95,13 @@ def test_validation_raises_typed_errors(tiny_bundle: Path, tiny_checkpoint: Path
     from models.checkpoint import load_checkpoint
 
     tower = ItemTowerGraph(load_checkpoint(tiny_checkpoint).model)
-    spec = item_tower_spec(32, 16)
+    spec = item_tower_spec(32, 32)
     cases = [[torch.randn(3, 32)]]
     assert validate_onnx(tiny_bundle / spec.file, spec, tower, cases, 1e-4) <= 1e-4
-    renamed = type(spec)(spec.file, spec.inputs, (TensorSpec("vector", "float32", ("items", 16)),))
+    renamed = type(spec)(spec.file, spec.inputs, (TensorSpec("vector", "float32", ("items", 32)),))
     with pytest.raises(ShapeError, match="vector"):
         validate_onnx(tiny_bundle / spec.file, renamed, tower, cases, 1e-4)
     with torch.no_grad():
-        tower.model.item_text[0].bias.add_(0.5)  # torch now disagrees with the exported graph
+        tower.model.members[1].item_text[0].bias.add_(0.5)  # torch now disagrees with the exported graph
     with pytest.raises(AtolError, match="item_vec differs"):
         validate_onnx(tiny_bundle / spec.file, spec, tower, cases, 1e-4)

@@ -42,6 +42,6 @@ def test_runtime_runs_without_torch(tiny_bundle: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["torch_blocked"] and result["heavy"] == []
-    assert result["emb"] == [3, 32] and result["vec"] == [3, 16]
-    assert result["step"] == [[3, 96], [3, 16], [3, 16], [3, 16]]
+    assert result["emb"] == [3, 32] and result["vec"] == [3, 32]
+    assert result["step"] == [[3, 192], [3, 32], [3, 32], [3, 32]]  # two tiny members side by side
     assert result["finite"] and result["registry_versions"] == []

@@ -1,9 +1,12 @@
+import json
+
 import pytest
 import torch
 
 from models.checkpoint import load_checkpoint, save_checkpoint
+from models.ensemble import InterestEnsemble
 from models.exceptions import CheckpointError
-from models.interest_model import InterestModel, ModelConfig
+from models.interest_model import TINY, InterestModel, ModelConfig
 
 B, T, N, TEXT = 5, 12, 30, 24
 
@@ -105,3 +108,63 @@ def test_checkpoint_errors_say_what_to_do(model: InterestModel, tmp_path) -> Non
     (tmp_path / "items.json").write_text('["just-one"]')
     with pytest.raises(CheckpointError, match="lists 1 items"):
         load_checkpoint(tmp_path)
+
+
+@pytest.fixture
+def ensemble() -> InterestEnsemble:
+    torch.manual_seed(0)
+    config = ModelConfig.tiny(N, text_dim=TEXT, members=3)
+    model = InterestEnsemble(config)
+    text = torch.randn(N, TEXT)
+    for member in model.members:
+        member.item_text_emb.copy_(text)
+    return model.eval()
+
+
+@torch.no_grad()
+def test_ensemble_is_its_members_side_by_side(ensemble: InterestEnsemble) -> None:
+    ev = random_events(4)
+    table, members = ensemble.item_vectors(), list(ensemble.members)
+    assert table.shape == (N, ensemble.config.vector_dim) == (N, 3 * TINY["dim"])
+    state = ensemble.initial_state(B)
+    member_states = [m.initial_state(B) for m in members]
+    assert state.shape[1] == ensemble.config.state_dim == sum(s.shape[1] for s in member_states)
+    for t in range(T):
+        event = [ev[k][:, t] for k in ("event_type", "comment_emb", "has_text", "rating", "gap_s")]
+        state, interest, long, short = ensemble.step(state, table[ev["items"][:, t]], *event)
+        outs = [
+            m.step(s, m.item_vectors()[ev["items"][:, t]], *event) for m, s in zip(members, member_states, strict=True)
+        ]
+        member_states = [o[0] for o in outs]
+        for got, parts in zip((state, interest, long, short), zip(*outs, strict=True), strict=True):
+            assert torch.equal(got, torch.cat(parts, dim=-1))
+        # the ensemble's score is the sum of its members'
+        member_scores = sum(o[1] @ m.item_vectors().T for o, m in zip(outs, members, strict=True))
+        assert (interest @ table.T - member_scores).abs().max() <= 1e-5
+    text = torch.randn(4, TEXT)
+    assert torch.equal(ensemble.item_tower(text), torch.cat([m.item_tower(text) for m in members], dim=-1))
+
+
+def test_ensemble_checkpoint_round_trip(ensemble: InterestEnsemble, tmp_path) -> None:
+    save_checkpoint(tmp_path, ensemble, [f"item-{i}" for i in range(N)])
+    loaded = load_checkpoint(tmp_path)
+    assert isinstance(loaded.model, InterestEnsemble) and loaded.config == ensemble.config
+    with torch.no_grad():
+        assert torch.equal(loaded.model.item_vectors(), ensemble.item_vectors())
+        assert all(torch.equal(m.item_text_emb, ensemble.item_text_emb) for m in loaded.model.members)
+
+
+def test_a_checkpoint_from_before_ensembles_loads_as_one_model(model: InterestModel, tmp_path) -> None:
+    save_checkpoint(tmp_path, model, [f"item-{i}" for i in range(N)])
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["members"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = load_checkpoint(tmp_path)
+    assert isinstance(loaded.model, InterestModel) and loaded.config.members == 1
+
+
+def test_an_interest_model_is_one_member() -> None:
+    with pytest.raises(ValueError, match="one member"):
+        InterestModel(ModelConfig(n_items=N, members=2))
+    with pytest.raises(ValueError, match="needs that many members"):
+        InterestEnsemble(ModelConfig.tiny(N, members=2), [InterestModel(ModelConfig.tiny(N))])
