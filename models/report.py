@@ -28,25 +28,46 @@ def final_fit(history: dict) -> str:
     return "retrain" if history.get("train_config", {}).get("retrain") else "refit"  # checkpoints before auto
 
 
+def member_histories(history: dict) -> list[dict]:
+    """The training histories of a model's members (a single model's is its own)."""
+    return history.get("members") or ([history] if history.get("epochs") else [])
+
+
+def member_summary(h: dict) -> str:
+    refit = h.get("refit_epochs")
+    return f"best epoch {h.get('best_epoch')} of {len(h.get('epochs', []))}, validation NDCG@10 " + (
+        f"{h.get('best_val_ndcg@10', 0):.4f}"
+        + (
+            f"; then {final_fit(h)}: {len(refit)} epochs with the validation items as targets too"
+            + (" (a fresh model)" if final_fit(h) == "retrain" else "")
+            if refit
+            else ""
+        )
+    )
+
+
 def write_png(path: Path, history: dict, rows: list[tuple[str, float, float]]) -> None:
     fig, (curve, bars) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.3]})
-    epochs = history.get("epochs") or []
-    if epochs:
-        x = [e["epoch"] for e in epochs]
-        curve.plot(x, [e["loss"] for e in epochs], "o-", color="tab:blue", label="train loss")
-        refit = history.get("refit_epochs") or []
-        if refit:
-            curve.plot([e["epoch"] for e in refit], [e["loss"] for e in refit], "x:", color="tab:purple",
-                       label=f"{final_fit(history)} loss (train + validation items)")  # fmt: skip
+    members = member_histories(history)
+    if members:
+        val = curve.twinx()
+        for k, h in enumerate(members):
+            tag, style = (f" (member {k + 1})" if len(members) > 1 else ""), ["-", "--", "-.", ":"][k % 4]
+            x = [e["epoch"] for e in h["epochs"]]
+            curve.plot(x, [e["loss"] for e in h["epochs"]], "o" + style, color="tab:blue", label=f"train loss{tag}")
+            refit = h.get("refit_epochs") or []
+            if refit:
+                curve.plot([e["epoch"] for e in refit], [e["loss"] for e in refit], "x" + style, color="tab:purple",
+                           label=f"{final_fit(h)} loss (train + validation items){tag}")  # fmt: skip
+            for key, marker, color in (("NDCG@10", "s", "tab:orange"), ("HR@10", "^", "tab:green")):
+                values = [e[f"val_{key.lower()}"] for e in h["epochs"]]
+                val.plot(x, values, marker + style, color=color, label=f"val {key}{tag}")
+            val.axvline(h["best_epoch"], color="grey", linestyle=style, label=f"best epoch {h['best_epoch']}{tag}")
         curve.set_xlabel("epoch")
         curve.set_ylabel("train loss (softmax cross-entropy)", color="tab:blue")
-        val = curve.twinx()
-        val.plot(x, [e["val_ndcg@10"] for e in epochs], "s-", color="tab:orange", label="val NDCG@10")
-        val.plot(x, [e["val_hr@10"] for e in epochs], "^--", color="tab:green", label="val HR@10")
-        val.axvline(history["best_epoch"], color="grey", linestyle=":", label=f"best epoch {history['best_epoch']}")
         val.set_ylabel("validation metric (stepwise)")
         lines = curve.get_legend_handles_labels()[0] + val.get_legend_handles_labels()[0]
-        val.legend(lines, [line.get_label() for line in lines], loc="lower right", fontsize=8)
+        val.legend(lines, [line.get_label() for line in lines], loc="lower right", fontsize=7)
     curve.set_title("training curve")
     names = [r[0] for r in rows]
     y = range(len(rows))
@@ -93,19 +114,21 @@ def markdown(result: dict, extra: dict, history: dict, rows: list[tuple[str, flo
             f"| positive (rating >= 4) | {sentiment['positive_users']} | {sentiment['positive_cosine']:.4f} |",
         ]
     data = history.get("data") or {}
+    members = member_histories(history)
     if history:
         sources = data.get("item_text_sources", {})
         lines += [
             "",
             "## Training",
             "",
-            f"- best epoch {history.get('best_epoch')} of {len(history.get('epochs', []))}, "
-            f"validation NDCG@10 {history.get('best_val_ndcg@10', 0):.4f}"
-            + (
-                f"; then {final_fit(history)}: {len(history['refit_epochs'])} epochs with the validation items "
-                "as targets too" + (" (a fresh model)" if final_fit(history) == "retrain" else "")
-                if history.get("refit_epochs")
-                else ""
+            *(
+                [f"- {member_summary(history)}"]
+                if "members" not in history
+                else [
+                    f"- {len(members)} members trained apart (seeds seed .. seed + {len(members) - 1}), score = sum of"
+                    f" theirs; validation NDCG@10 of the ensemble {history.get('best_val_ndcg@10', 0):.4f}",
+                    *[f"  - member {k + 1}: {member_summary(h)}" for k, h in enumerate(members)],
+                ]
             ),
             f"- training {history.get('train_seconds', 0):.0f} s, whole `istream train` "
             f"{history.get('total_seconds', 0):.0f} s (text encoding included unless cached)",
