@@ -13,8 +13,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,9 +29,10 @@ from models.allocator import retain_freed_memory
 from models.checkpoint import save_checkpoint
 from models.comment_encoder import CommentEncoder, EmbeddingCache
 from models.datasets.jsonl import load_event_columns, read_items
+from models.ensemble import Model, assemble
 from models.exceptions import TrainingError
 from models.interest_model import InterestModel, ModelConfig
-from models.ranking import hit_ndcg, split, vector_ranks
+from models.ranking import Split, hit_ndcg, split, vector_ranks
 from models.sequences import Padded, Sequences, build_sequences, item_table, next_run_item, pad
 from models.stepping import event_tensors, final_vectors
 from models.text_features import ItemTextSources, comment_table, item_text_embeddings
@@ -59,6 +62,9 @@ class TrainConfig:
     # of new targets, not a quarter of them.
     retrain: bool | None = None
     retrain_above: float = 0.1
+    # processes training ensemble members at once (each with ``threads``); 0: one per member, at most
+    # one per CPU. Same models either way: member k always trains with seed + k.
+    jobs: int = 0
 
 
 @dataclass
@@ -106,7 +112,7 @@ def load_training_data(
     )
 
 
-def build_model(data: TrainingData, config: ModelConfig) -> InterestModel:
+def build_member(data: TrainingData, config: ModelConfig) -> InterestModel:
     model = InterestModel(config)
     model.item_text_emb.copy_(torch.from_numpy(data.item_text_emb))
     trained = np.zeros(config.n_items, dtype=np.float32)
@@ -115,16 +121,36 @@ def build_model(data: TrainingData, config: ModelConfig) -> InterestModel:
     return model
 
 
-def validation_metrics(model: InterestModel, data: TrainingData, holdout: int = 2) -> dict[str, float]:
-    """HR@10 / NDCG@10 of the next held-out item, stepping the served ``step`` (holdout 2 = validation)."""
-    sp = split(data.seqs, holdout)
+@dataclass
+class ValidationVectors:
+    """Each validation user's interest before the held-out item, and the item table, of one model."""
+
+    interests: np.ndarray
+    items: np.ndarray
+
+    def metrics(self, data: TrainingData) -> dict[str, float]:
+        sp = validation_split(data)
+        return hit_ndcg(vector_ranks(self.interests, self.items, sp, sp.histories(data.seqs)))
+
+    @classmethod
+    def concat(cls, parts: list[ValidationVectors]) -> ValidationVectors:
+        """An ensemble's: scores add up when vectors are concatenated."""
+        return cls(np.concatenate([p.interests for p in parts], 1), np.concatenate([p.items for p in parts], 1))
+
+
+def validation_split(data: TrainingData) -> Split:
+    return split(data.seqs, holdout=2)
+
+
+def validation_vectors(model: Model, data: TrainingData) -> ValidationVectors:
+    """Stepping the served ``step`` through each user's events before the validation item."""
+    sp = validation_split(data)
     with torch.no_grad():
         item_vecs = model.eval().item_vectors()
         interests = final_vectors(
             model, data.seqs, data.seqs.offsets[sp.users], sp.history_end, item_vecs, data.comments
         ).interest
-    ranks = vector_ranks(interests.numpy(), item_vecs.numpy(), sp, sp.histories(data.seqs))
-    return hit_ndcg(ranks)
+    return ValidationVectors(interests.numpy(), item_vecs.numpy())
 
 
 def first_seen(seqs: Sequences, batch: Padded, n_items: int) -> torch.Tensor:
@@ -282,8 +308,9 @@ def run_epoch(
 
 @dataclass
 class TrainResult:
-    model: InterestModel
+    model: Model
     history: dict = field(default_factory=dict)
+    validation: ValidationVectors | None = None  # at the best epoch, before the final fit
 
 
 def optimizer(
@@ -296,7 +323,42 @@ def optimizer(
 
 
 def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: bool = True) -> TrainResult:
-    """Early stopping on validation NDCG@10 picks the best epoch; from there the model trains
+    """The model of ``config``: each of its members trained by ``train_member`` with seed ``cfg.seed + k``,
+    in parallel processes (``cfg.jobs``). Its history holds each member's and the ensemble's validation
+    NDCG@10 at the members' best epochs."""
+    if config.members == 1:
+        return train_member(data, config, cfg, progress)
+    started = time.perf_counter()
+    runs = [
+        (data, config.member, dataclasses.replace(cfg, seed=cfg.seed + k), progress, f"member {k + 1}/{config.members}")
+        for k in range(config.members)
+    ]
+    jobs = min(config.members, cfg.jobs or len(os.sched_getaffinity(0)))
+    if jobs == 1:
+        results = [train_member(*run) for run in runs]
+    else:
+        # spawn: a forked child would inherit the parent's torch thread pools mid-use
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = [f.result() for f in [pool.submit(train_member, *run) for run in runs]]
+    members = [r.history for r in results]
+    val = ValidationVectors.concat([r.validation for r in results if r.validation is not None]).metrics(data)
+    history = {
+        "members": members,
+        "best_val_ndcg@10": val["ndcg@10"],
+        "best_val_hr@10": val["hr@10"],
+        "final_fit": members[0]["final_fit"],  # the data decides it, the same for every member
+        "validation_adds": members[0]["validation_adds"],
+        "train_seconds": time.perf_counter() - started,
+        "jobs": jobs,
+        "train_config": asdict(cfg),
+    }
+    return TrainResult(assemble(config, [r.model for r in results]), history)
+
+
+def train_member(
+    data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: bool = True, label: str = ""
+) -> TrainResult:
+    """One model. Early stopping on validation NDCG@10 picks the best epoch; from there the model trains
     ``cfg.refit_epochs`` more epochs with the validation items as targets too: the test step sees them
     as history and they are the freshest data (on the Amazon dev set, test NDCG@10 0.046 -> 0.062
     after 3 such epochs). With ``cfg.retrain`` (by default: when they add a tenth or more to the
@@ -307,21 +369,24 @@ def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: b
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = build_model(data, config)
+    bars = progress and not label  # members training side by side print their epochs, not bars
+    model = build_member(data, config)
     opt, schedule = optimizer(model, cfg)
-    best, best_state, epochs, since_best = -1.0, None, [], 0
+    best, best_state, best_vectors, epochs, since_best = -1.0, None, None, [], 0
     started = time.perf_counter()
-    for epoch in tqdm(range(1, cfg.epochs + 1), desc="epochs", unit="ep", disable=not progress):
+    for epoch in tqdm(range(1, cfg.epochs + 1), desc="epochs", unit="ep", disable=not bars):
         t0 = time.perf_counter()
-        loss = run_epoch(model, opt, data, cfg, rng, progress)
+        loss = run_epoch(model, opt, data, cfg, rng, bars)
         schedule.step()
-        val = validation_metrics(model, data)
+        vectors = validation_vectors(model, data)
+        val = vectors.metrics(data)
         epochs.append({"epoch": epoch, "loss": loss, **{f"val_{k}": v for k, v in val.items()},
                        "seconds": time.perf_counter() - t0})  # fmt: skip
         if progress:
-            tqdm.write(f"epoch {epoch}: loss {loss:.4f}  val HR@10 {val['hr@10']:.4f}  NDCG@10 {val['ndcg@10']:.4f}")
+            line = f"epoch {epoch}: loss {loss:.4f}  val HR@10 {val['hr@10']:.4f}  NDCG@10 {val['ndcg@10']:.4f}"
+            tqdm.write(f"{label}: {line}" if label else line)
         if val["ndcg@10"] > best:
-            best, best_state, since_best = val["ndcg@10"], copy.deepcopy(model.state_dict()), 0
+            best, best_state, best_vectors, since_best = val["ndcg@10"], copy.deepcopy(model.state_dict()), vectors, 0
         else:
             since_best += 1
             if since_best >= cfg.patience:
@@ -336,7 +401,7 @@ def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: b
     if retrain:
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
-        model = build_model(with_val, config)
+        model = build_member(with_val, config)
         opt, schedule = optimizer(model, cfg)
         final_epochs = range(1, best_epoch + 1)
     else:
@@ -345,9 +410,9 @@ def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: b
         model.item_has_id.copy_(torch.from_numpy(trained))
         final_epochs = range(best_epoch + 1, best_epoch + cfg.refit_epochs + 1)
     refit_epochs = []
-    for epoch in tqdm(final_epochs, desc=final_fit, unit="ep", disable=not progress):
+    for epoch in tqdm(final_epochs, desc=final_fit, unit="ep", disable=not bars):
         t0 = time.perf_counter()
-        loss = run_epoch(model, opt, with_val, cfg, rng, progress)
+        loss = run_epoch(model, opt, with_val, cfg, rng, bars)
         if retrain:
             schedule.step()
         refit_epochs.append({"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - t0})
@@ -361,7 +426,7 @@ def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: b
         "train_seconds": time.perf_counter() - started,
         "train_config": asdict(cfg),
     }
-    return TrainResult(model=model.eval(), history=history)
+    return TrainResult(model=model.eval(), history=history, validation=best_vectors)
 
 
 def train_files(

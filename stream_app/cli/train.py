@@ -31,6 +31,18 @@ ABLATIONS = {"comment-text": "use_comment_text", "long-term": "use_long_term", "
     help="torch CPU threads (1 is fastest on a busy machine)",
 )
 @click.option(
+    "--members",
+    type=click.IntRange(1),
+    help="models trained apart (seeds seed, seed + 1, ...) and served as one, their scores summed  [default: 2]",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="members trained at once, each in its own process (0: one per member, at most one per CPU)",
+)
+@click.option(
     "--without", type=click.Choice(sorted(ABLATIONS)), multiple=True, help="ablation: leave this input/path out"
 )
 @click.option(
@@ -51,6 +63,8 @@ def train(
     encoder_path: str | None,
     max_length: int,
     threads: int,
+    members: int | None,
+    jobs: int,
     without: tuple[str, ...],
     retrain: bool | None,
     quiet: bool,
@@ -69,6 +83,7 @@ def train(
             cfg=TrainConfig(
                 seed=seed,
                 threads=threads,
+                jobs=jobs,
                 retrain=retrain,
                 **({"epochs": epochs} if epochs else {}),
                 **({"lr": lr} if lr else {}),
@@ -76,13 +91,17 @@ def train(
             encoder_path=encoder_path,
             encoder_max_length=max_length,
             cache_dir=settings.run_dir / "cache" / "embeddings",
-            model_overrides={ABLATIONS[name]: False for name in without},
+            model_overrides={
+                **{ABLATIONS[name]: False for name in without},
+                **({"members": members} if members else {}),
+            },
             progress=not quiet,
         )
     except (DatasetError, ModelError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
+    trained = history.get("members") or [history]
     click.echo(
-        f"wrote {out}: best epoch {history['best_epoch']}, validation NDCG@10 {history['best_val_ndcg@10']:.4f}, "
-        f"then {history['final_fit']} (validation items add {history['validation_adds']:.1%} to the targets), "
-        f"{history['total_seconds']:.0f} s"
+        f"wrote {out}: {len(trained)} member(s), best epoch(s) {', '.join(str(h['best_epoch']) for h in trained)}, "
+        f"validation NDCG@10 {history['best_val_ndcg@10']:.4f}, then {history['final_fit']} (validation items add "
+        f"{history['validation_adds']:.1%} to the targets), {history['total_seconds']:.0f} s"
     )

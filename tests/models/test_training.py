@@ -14,6 +14,7 @@ Thresholds, against chance on the generator's 12 topics:
   >= 80 % of the time (chance 50 %; reached ~99 %).
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -27,8 +28,9 @@ from models.checkpoint import load_checkpoint
 from models.comment_encoder import CommentEncoder, EmbeddingCache
 from models.datasets.jsonl import write_jsonl
 from models.datasets.synthetic import generate
+from models.ensemble import InterestEnsemble
 from models.evaluate import load_eval_data
-from models.interest_model import TINY
+from models.interest_model import TINY, ModelConfig
 from models.stepping import final_vectors
 from models.train import TrainConfig, train_files
 
@@ -161,6 +163,30 @@ def test_same_seed_same_model(stream, tmp_path) -> None:
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_ensemble_members_are_models_trained_apart(stream, tmp_path) -> None:
+    """Member k is the model a single training with seed + k gives, whether it trained in a process
+    of its own (jobs 2) or not."""
+    root, _, _ = stream
+    one_epoch = TrainConfig(epochs=1, threads=1, seed=5)
+
+    def train_to(name: str, cfg: TrainConfig, members: int) -> dict:
+        files = (root / "events.jsonl", root / "items.jsonl", tmp_path / name)
+        overrides = {**TINY, "members": members}
+        return train_files(*files, cfg=cfg, cache_dir=tmp_path / "cache", model_overrides=overrides, progress=False)
+
+    history = train_to("ensemble", dataclasses.replace(one_epoch, jobs=2), 2)
+    assert history["jobs"] == 2 and len(history["members"]) == 2
+    ensemble = load_checkpoint(tmp_path / "ensemble").model
+    assert isinstance(ensemble, InterestEnsemble)
+    for k, member in enumerate(ensemble.members):
+        alone = train_to(f"seed{5 + k}", dataclasses.replace(one_epoch, seed=5 + k), 1)
+        assert alone["best_val_ndcg@10"] == history["members"][k]["best_val_ndcg@10"]
+        weights = load_checkpoint(tmp_path / f"seed{5 + k}").model.state_dict()
+        assert all(torch.equal(weights[name], value) for name, value in member.state_dict().items())
+    assert not torch.equal(ensemble.members[0].item_id.weight, ensemble.members[1].item_id.weight)
+    assert 0 < history["best_val_ndcg@10"] <= 1
+
+
 def test_cli_train_and_evaluate(stream, trained, tmp_path) -> None:
     root, _, _ = stream
     istream = [sys.executable, "-c", "from stream_app.cli import main; main()"]
@@ -170,8 +196,10 @@ def test_cli_train_and_evaluate(stream, trained, tmp_path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*istream, *args], capture_output=True, text=True, timeout=180, env=env)
 
-    trained_by_cli = run("train", *files, "--out", str(tmp_path / "ckpt"), "--epochs", "1", "--retrain", "--quiet")
+    out = ["--out", str(tmp_path / "ckpt")]
+    trained_by_cli = run("train", *files, *out, "--epochs", "1", "--retrain", "--members", "1", "--quiet")
     assert trained_by_cli.returncode == 0, trained_by_cli.stderr
+    assert "1 member(s), best epoch(s) 1," in trained_by_cli.stdout
     assert {"config.json", "model.pt", "items.json", "item_text_emb.npy", "history.json"} <= {
         p.name for p in (tmp_path / "ckpt").iterdir()
     }
@@ -179,7 +207,9 @@ def test_cli_train_and_evaluate(stream, trained, tmp_path) -> None:
     assert f"[default: {TrainConfig().epochs}]" in help_text and f"[default: {TrainConfig().lr}]" in help_text
     assert f"for {TrainConfig().refit_epochs} epochs" in help_text
     assert f"add {TrainConfig().retrain_above:.0%} or more" in help_text
+    assert f"[default: {ModelConfig().members}]" in help_text
     history = json.loads((tmp_path / "ckpt" / "history.json").read_text())
+    assert load_checkpoint(tmp_path / "ckpt").config.members == 1 and "members" not in history
     assert history["final_fit"] == "retrain" and [e["epoch"] for e in history["refit_epochs"]] == [1]
     done = run("evaluate", "--model", str(trained["out"]), *files, "--json")
     assert done.returncode == 0, done.stderr

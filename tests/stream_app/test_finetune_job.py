@@ -40,11 +40,12 @@ def drift() -> Drift:
 
 @pytest.fixture(scope="module")
 def champion_registry(drift: Drift, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry whose CURRENT is a tiny model trained before the shift (MiniLM comment encoder)."""
+    """A registry whose CURRENT is a tiny model trained before the shift (MiniLM comment encoder), of
+    two members like the default model: the job fine-tunes, exports and publishes an ensemble."""
     from export.bundle import export_bundle
 
     root = tmp_path_factory.mktemp("champion")
-    ckpt = train_champion(drift.before, drift.catalog, root / "ckpt")
+    ckpt = train_champion(drift.before, drift.catalog, root / "ckpt", members=2)
     export_bundle(ckpt, root / "bundle", name=MODEL_NAME)
     registry = Registry(root / "registry")
     registry.promote(registry.publish(root / "bundle"))

@@ -55,10 +55,15 @@ def planted_drift(users: int = 160, events: int = 10_000, seed: int = 1) -> Drif
 
 
 def train_champion(
-    events: list[dict], catalog: dict[str, str], out: Path, epochs: int = 15, encoder: Path | None = None
+    events: list[dict],
+    catalog: dict[str, str],
+    out: Path,
+    epochs: int = 15,
+    encoder: Path | None = None,
+    members: int = 1,
 ) -> Path:
-    """A tiny model trained on ``events`` with ``istream train``'s code, saved as a checkpoint
-    (comment encoder: ``encoder``, default all-MiniLM-L6-v2)."""
+    """A tiny model of ``members`` trained on ``events`` with ``istream train``'s code, saved as a
+    checkpoint (comment encoder: ``encoder``, default all-MiniLM-L6-v2)."""
     from models.checkpoint import save_checkpoint
     from models.comment_encoder import CommentEncoder, EmbeddingCache
     from models.datasets import write_jsonl
@@ -70,7 +75,7 @@ def train_champion(
     encoder = CommentEncoder.from_pretrained(encoder)
     data = load_training_data(out.parent / "before.jsonl", out.parent / "items.jsonl", encoder,
                               EmbeddingCache(out.parent / "cache"), progress=False)  # fmt: skip
-    config = ModelConfig.tiny(len(data.item_ids), text_dim=encoder.dim, encoder_path=encoder.path)
+    config = ModelConfig.tiny(len(data.item_ids), text_dim=encoder.dim, encoder_path=encoder.path, members=members)
     result = train(data, config, TrainConfig(epochs=epochs, patience=3, lr=1e-2, threads=1), progress=False)
     save_checkpoint(out, result.model, data.item_ids, history=result.history)
     return out
