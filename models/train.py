@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -338,8 +339,14 @@ def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: b
         results = [train_member(*run) for run in runs]
     else:
         # spawn: a forked child would inherit the parent's torch thread pools mid-use
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = [f.result() for f in [pool.submit(train_member, *run) for run in runs]]
+        try:
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                results = [f.result() for f in [pool.submit(train_member, *run) for run in runs]]
+        except BrokenProcessPool:
+            raise TrainingError(
+                f"a process training a member died (out of memory?); --jobs 1 trains the {config.members} "
+                "members one after another"
+            ) from None
     members = [r.history for r in results]
     val = ValidationVectors.concat([r.validation for r in results if r.validation is not None]).metrics(data)
     history = {

@@ -19,8 +19,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
+import psutil
 import pytest
 import torch
 
@@ -185,6 +187,28 @@ def test_ensemble_members_are_models_trained_apart(stream, tmp_path) -> None:
         assert all(torch.equal(weights[name], value) for name, value in member.state_dict().items())
     assert not torch.equal(ensemble.members[0].item_id.weight, ensemble.members[1].item_id.weight)
     assert 0 < history["best_val_ndcg@10"] <= 1
+
+
+def test_a_member_process_that_dies_is_a_clear_error(stream, tmp_path) -> None:
+    root, _, _ = stream
+    files = ["--events", str(root / "events.jsonl"), "--items", str(root / "items.jsonl")]
+    cli = [sys.executable, "-c", "from stream_app.cli import main; main()", "train", *files,
+           "--out", str(tmp_path / "ckpt"), "--members", "2", "--jobs", "2", "--quiet"]  # fmt: skip
+    env = {**os.environ, "ISTREAM_RUN_DIR": str(tmp_path / "var")}
+    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        members: list[psutil.Process] = []
+        deadline = time.monotonic() + 120
+        while len(members) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            members = [c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+        assert len(members) == 2, "the two member processes never started"
+        members[0].kill()  # as the kernel's OOM killer would
+        _, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and "died" in err and "--jobs 1" in err and "Traceback" not in err, err
+    assert not (tmp_path / "ckpt").exists()
 
 
 def test_cli_train_and_evaluate(stream, trained, tmp_path) -> None:
