@@ -310,8 +310,8 @@ def run_epoch(
 @dataclass
 class TrainResult:
     model: Model
+    validation: ValidationVectors  # at the best epoch, before the final fit
     history: dict = field(default_factory=dict)
-    validation: ValidationVectors | None = None  # at the best epoch, before the final fit
 
 
 def optimizer(
@@ -348,7 +348,8 @@ def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: b
                 "members one after another"
             ) from None
     members = [r.history for r in results]
-    val = ValidationVectors.concat([r.validation for r in results if r.validation is not None]).metrics(data)
+    validation = ValidationVectors.concat([r.validation for r in results])
+    val = validation.metrics(data)
     history = {
         "members": members,
         "best_val_ndcg@10": val["ndcg@10"],
@@ -359,7 +360,7 @@ def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: b
         "jobs": jobs,
         "train_config": asdict(cfg),
     }
-    return TrainResult(assemble(config, [r.model for r in results]), history)
+    return TrainResult(assemble(config, [r.model for r in results]), validation, history)
 
 
 def train_member(
