@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from export.runtime import ModelRuntime, RuntimeOptions, load_runtime
+from export.sessions import CPU, CUDA
 from models.checkpoint import load_checkpoint
 from models.comment_encoder import CommentEncoder
 
@@ -35,9 +36,14 @@ def torch_encoder(minilm_checkpoint: Path) -> CommentEncoder:
     return CommentEncoder.from_pretrained(cfg.encoder_path, max_length=cfg.encoder_max_length)
 
 
-def test_auto_precision_uses_int8_on_cpu(minilm_bundle: Path, fp32: ModelRuntime, int8: ModelRuntime) -> None:
+def test_auto_precision_is_int8_on_cpu_and_fp32_on_cuda(
+    minilm_bundle: Path, fp32: ModelRuntime, int8: ModelRuntime
+) -> None:
     assert (fp32.encoder_graph, int8.encoder_graph) == ("encoder", "encoder_int8")
-    assert load_runtime(minilm_bundle).encoder_graph == "encoder_int8"
+    auto = load_runtime(minilm_bundle)
+    assert auto.encoder_graph == ("encoder" if auto.provider == CUDA else "encoder_int8")
+    # a forced int8 encoder runs on the CPU even where the other graphs run on CUDA
+    assert int8.encoder_provider == CPU
 
 
 def test_encoder_fp32_matches_torch(fp32: ModelRuntime, torch_encoder: CommentEncoder, review_texts: list[str]) -> None:
