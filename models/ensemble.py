@@ -42,20 +42,13 @@ class InterestEnsemble(nn.Module):
         return torch.zeros(batch, self.config.state_dim, device=self.item_text_emb.device)
 
     def step(
-        self,
-        state: torch.Tensor,
-        item_vec: torch.Tensor,
-        event_type: torch.Tensor,
-        comment_emb: torch.Tensor,
-        has_text: torch.Tensor,
-        rating: torch.Tensor,
-        gap_s: torch.Tensor,
+        self, state: torch.Tensor, item_vec: torch.Tensor, *event: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``InterestModel.step`` of every member on its slice of the state and the item vector."""
+        """``InterestModel.step`` of every member on its slice of the state and of the item vector;
+        ``event`` (type, comment embedding, has-text, rating, gap) is the same for all."""
         member = self.config.member
         states = state.split(member.state_dim, dim=-1)
         items = item_vec.split(member.dim, dim=-1)
-        event = (event_type, comment_emb, has_text, rating, gap_s)
         outs = [m.step(s, v, *event) for m, s, v in zip(self.members, states, items, strict=True)]
         return tuple(torch.cat(parts, dim=-1) for parts in zip(*outs, strict=True))  # type: ignore[return-value]
 

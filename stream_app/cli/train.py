@@ -12,6 +12,7 @@ _in_file = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path
 
 # --without value -> ModelConfig switch turned off
 ABLATIONS = {"comment-text": "use_comment_text", "long-term": "use_long_term", "item-text": "use_item_text"}
+JOBS_HELP = "members trained at once, each in its own process (0: one per member, at most one per CPU)"
 
 
 @click.command()
@@ -35,13 +36,7 @@ ABLATIONS = {"comment-text": "use_comment_text", "long-term": "use_long_term", "
     type=click.IntRange(1),
     help="models trained apart (seeds seed, seed + 1, ...) and served as one, their scores summed  [default: 2]",
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="members trained at once, each in its own process (0: one per member, at most one per CPU)",
-)
+@click.option("--jobs", type=click.IntRange(0), default=0, show_default=True, help=JOBS_HELP)
 @click.option(
     "--without", type=click.Choice(sorted(ABLATIONS)), multiple=True, help="ablation: leave this input/path out"
 )
