@@ -331,8 +331,7 @@ def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: b
         return train_member(data, config, cfg, progress)
     started = time.perf_counter()
     runs = [
-        (data, config.member, dataclasses.replace(cfg, seed=cfg.seed + k), progress, f"member {k + 1}/{config.members}")
-        for k in range(config.members)
+        (data, config.member, dataclasses.replace(cfg, seed=cfg.seed + k), progress, k) for k in range(config.members)
     ]
     jobs = min(config.members, cfg.jobs or len(os.sched_getaffinity(0)))
     if jobs == 1:
@@ -364,7 +363,7 @@ def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: b
 
 
 def train_member(
-    data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: bool = True, label: str = ""
+    data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: bool = True, member: int | None = None
 ) -> TrainResult:
     """One model. Early stopping on validation NDCG@10 picks the best epoch; from there the model trains
     ``cfg.refit_epochs`` more epochs with the validation items as targets too: the test step sees them
@@ -377,12 +376,15 @@ def train_member(
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    bars = progress and not label  # members training side by side print their epochs, not bars
+    # members training side by side (``member`` k) show one epoch bar each, on line k
+    label, line_no = ("", 0) if member is None else (f"member {member + 1} ", member)
+    bars = progress and member is None
     model = build_member(data, config)
     opt, schedule = optimizer(model, cfg)
     best, best_state, best_vectors, epochs, since_best = -1.0, None, None, [], 0
     started = time.perf_counter()
-    for epoch in tqdm(range(1, cfg.epochs + 1), desc="epochs", unit="ep", disable=not bars):
+    epoch_bar = tqdm(range(1, cfg.epochs + 1), desc=f"{label}epochs", unit="ep", position=line_no, disable=not progress)
+    for epoch in epoch_bar:
         t0 = time.perf_counter()
         loss = run_epoch(model, opt, data, cfg, rng, bars)
         schedule.step()
@@ -390,15 +392,16 @@ def train_member(
         val = vectors.metrics(data)
         epochs.append({"epoch": epoch, "loss": loss, **{f"val_{k}": v for k, v in val.items()},
                        "seconds": time.perf_counter() - t0})  # fmt: skip
-        if progress:
-            line = f"epoch {epoch}: loss {loss:.4f}  val HR@10 {val['hr@10']:.4f}  NDCG@10 {val['ndcg@10']:.4f}"
-            tqdm.write(f"{label}: {line}" if label else line)
+        if bars:
+            tqdm.write(f"epoch {epoch}: loss {loss:.4f}  val HR@10 {val['hr@10']:.4f}  NDCG@10 {val['ndcg@10']:.4f}")
+        epoch_bar.set_postfix_str(f"loss {loss:.3f}, val NDCG@10 {val['ndcg@10']:.4f}", refresh=False)
         if val["ndcg@10"] > best:
             best, best_state, best_vectors, since_best = val["ndcg@10"], copy.deepcopy(model.state_dict()), vectors, 0
         else:
             since_best += 1
             if since_best >= cfg.patience:
                 break
+    epoch_bar.close()
     best_epoch = max(epochs, key=lambda e: e["val_ndcg@10"])["epoch"]
     model.load_state_dict(best_state)
     usable = data.seqs.train_mask(holdout=1)
@@ -418,7 +421,7 @@ def train_member(
         model.item_has_id.copy_(torch.from_numpy(trained))
         final_epochs = range(best_epoch + 1, best_epoch + cfg.refit_epochs + 1)
     refit_epochs = []
-    for epoch in tqdm(final_epochs, desc=final_fit, unit="ep", disable=not bars):
+    for epoch in tqdm(final_epochs, desc=f"{label}{final_fit}", unit="ep", position=line_no, disable=not progress):
         t0 = time.perf_counter()
         loss = run_epoch(model, opt, with_val, cfg, rng, bars)
         if retrain:
