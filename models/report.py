@@ -34,16 +34,12 @@ def member_histories(history: dict) -> list[dict]:
 
 
 def member_summary(h: dict) -> str:
-    refit = h.get("refit_epochs")
-    return f"best epoch {h.get('best_epoch')} of {len(h.get('epochs', []))}, validation NDCG@10 " + (
-        f"{h.get('best_val_ndcg@10', 0):.4f}"
-        + (
-            f"; then {final_fit(h)}: {len(refit)} epochs with the validation items as targets too"
-            + (" (a fresh model)" if final_fit(h) == "retrain" else "")
-            if refit
-            else ""
-        )
-    )
+    text = f"best epoch {h.get('best_epoch')} of {len(h.get('epochs', []))}, validation NDCG@10 "
+    text += f"{h.get('best_val_ndcg@10', 0):.4f}"
+    if h.get("refit_epochs"):
+        text += f"; then {final_fit(h)}: {len(h['refit_epochs'])} epochs with the validation items as targets too"
+        text += " (a fresh model)" if final_fit(h) == "retrain" else ""
+    return text
 
 
 def write_png(path: Path, history: dict, rows: list[tuple[str, float, float]]) -> None:
