@@ -18,7 +18,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -35,6 +34,7 @@ from models.evaluate import load_eval_data
 from models.interest_model import TINY, ModelConfig
 from models.stepping import final_vectors
 from models.train import TrainConfig, train_files
+from stream_app.cli.common import istream_argv
 
 TOPICS = 12
 TRAIN = TrainConfig(epochs=14, lr=1e-2, patience=4, threads=1, seed=0)
@@ -192,7 +192,7 @@ def test_ensemble_members_are_models_trained_apart(stream, tmp_path) -> None:
 def test_a_member_process_that_dies_is_a_clear_error(stream, tmp_path) -> None:
     root, _, _ = stream
     files = ["--events", str(root / "events.jsonl"), "--items", str(root / "items.jsonl")]
-    cli = [sys.executable, "-c", "from stream_app.cli import main; main()", "train", *files,
+    cli = [*istream_argv(), "train", *files,
            "--out", str(tmp_path / "ckpt"), "--members", "2", "--jobs", "2", "--quiet"]  # fmt: skip
     env = {**os.environ, "ISTREAM_RUN_DIR": str(tmp_path / "var")}
     proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -213,7 +213,7 @@ def test_a_member_process_that_dies_is_a_clear_error(stream, tmp_path) -> None:
 
 def test_cli_train_and_evaluate(stream, trained, tmp_path) -> None:
     root, _, _ = stream
-    istream = [sys.executable, "-c", "from stream_app.cli import main; main()"]
+    istream = istream_argv()
     files = ["--events", str(root / "events.jsonl"), "--items", str(root / "items.jsonl")]
     env = {**os.environ, "ISTREAM_RUN_DIR": str(tmp_path / "var")}
 
