@@ -13,6 +13,7 @@ tests/deploy/test_consistency.py checks that the README shows this script's outp
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from models.interest_model import ModelConfig
 from stream_app.contracts import InterestVector, Recommendation, ScoredItem, encode
 from stream_app.settings import Settings
 from stream_app.worker.pipeline import DECIMALS
-from stream_app.worker.state_codec import RecentEvent, UserState, encode_state
+from stream_app.worker.state_codec import RecentEvent, UserState, decode_state, encode_state
 
 MIB = 1024 * 1024
 
@@ -53,6 +54,18 @@ def user_state(cfg: ModelConfig, settings: Settings, ids: dict[str, int], events
         window=window[-settings.state_window :],
     )
     return encode_state(user)
+
+
+def in_memory(obj: object) -> int:
+    """Bytes a decoded state takes as Python objects (the worker's state cache holds these)."""
+    if isinstance(obj, np.ndarray):
+        return sys.getsizeof(obj) + (obj.nbytes if obj.base is not None else 0)
+    size = sys.getsizeof(obj)
+    if isinstance(obj, list | tuple):
+        size += sum(in_memory(x) for x in obj)
+    elif isinstance(obj, UserState):
+        size += sum(in_memory(getattr(obj, name)) for name in UserState.__slots__)
+    return size
 
 
 def output_records(cfg: ModelConfig, settings: Settings, ids: dict[str, int]) -> tuple[int, int]:
@@ -91,7 +104,9 @@ def table(ids: dict[str, int]) -> str:
     cfg, settings = ModelConfig(), Settings()
     window, seen = settings.state_window, settings.seen_items
     steady = max(window, seen)
-    plain = len(user_state(cfg, settings, ids, steady, comments=False))
+    plain_state = user_state(cfg, settings, ids, steady, comments=False)
+    plain = len(plain_state)
+    cached = in_memory(decode_state(plain_state))
     texts = len(user_state(cfg, settings, ids, steady, comments=True))
     first = len(user_state(cfg, settings, ids, 1, comments=False))
     vector, rec = output_records(cfg, settings, ids)
@@ -103,6 +118,11 @@ def table(ids: dict[str, int]) -> str:
         (
             "1 M steady users, no comments (RocksDB over all workers; changelog per replica)",
             f"{plain * 1e6 / MIB:.0f} MiB",
+        ),
+        ("the same state decoded, in the worker's state cache", f"{cached} B"),
+        (
+            f"state cache at its default size ({settings.worker_state_cache_users:,} users)",
+            f"{cached * settings.worker_state_cache_users / MIB:.0f} MiB",
         ),
         ("changelog record per event (upper bound: key + steady state)", f"{key + plain} B"),
         (f"interest-vector record per event (3 x {cfg.vector_dim} floats, JSON)", f"{key + vector} B"),

@@ -44,8 +44,8 @@ def define_agents(app: faust.App, settings: Settings, events: faust.TopicT, tabl
             engine.stop()
 
     @app.on_partitions_revoked.connect
-    async def forget_offsets(app: faust.App, revoked: set, **kwargs) -> None:
-        engine.offsets.forget(revoked)
+    async def forget_revoked(app: faust.App, revoked: set, **kwargs) -> None:
+        engine.revoked(revoked)
 
     @app.timer(settings.model_poll_s)
     async def refresh_model_and_catalog() -> None:

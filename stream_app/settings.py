@@ -107,6 +107,12 @@ class Settings(BaseSettings):
         description="Longest a consumer fetch waits for records. Tansu holds a fetch that long even when records "
         "arrive, so it adds to latency there; Apache Kafka answers at once, raise it to poll less when idle.",
     )
+    worker_state_cache_users: int = Field(
+        10_000,
+        ge=0,
+        description="Decoded states of the most recently served users kept in memory, so their next events skip the "
+        "state decode (about 21 KB a steady user: deploy/README.md, Sizing); 0 = off.",
+    )
     worker_commit_interval_s: float = Field(2.8, gt=0, description="Seconds between offset commits.")
     worker_single_record_batches: bool = Field(
         True,

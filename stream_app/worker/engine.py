@@ -28,6 +28,7 @@ from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.offsets import OffsetTracker
 from stream_app.worker.outputs import ChangelogProducer, OutputProducer
 from stream_app.worker.pipeline import BatchResult, Output, PipelineConfig, Serving, dead_letter_output, process_batch
+from stream_app.worker.state_cache import StateCache
 from stream_app.worker.trending import Trending
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class WorkerEngine:
         self._changelog: ChangelogProducer | None = None
         self._feeds: list[TopicFeed] = []
         self.offsets = OffsetTracker()
+        self.state_cache = StateCache(settings.worker_state_cache_users)
 
     def start(self) -> None:
         """Load the serving model and open the feeds and the producer (blocking; before consuming)."""
@@ -110,6 +112,11 @@ class WorkerEngine:
                 producer.close()
         if self._swapper is not None:
             self._swapper.close()
+
+    def revoked(self, partitions: set[Any]) -> None:
+        """Partitions (``TP``s) taken from this worker: another may move their users on meanwhile."""
+        self.offsets.forget(partitions)
+        self.state_cache.drop_partitions(tp.partition for tp in partitions)
 
     def _serve(self, runtime: Any) -> None:
         self.serving = Serving(runtime, ItemIndex.for_model(runtime, self.catalog))
@@ -165,12 +172,14 @@ class WorkerEngine:
         self.between_batches()
         states = BatchStates(table, events)
         records = [RawRecord(m.topic, m.partition, m.offset, m.key, m.value) for m in (e.message for e in events)]
-        result = process_batch(records, states.load, self.serving, self.trending, self.config)
+        generation = self.state_cache.generation
+        result = process_batch(records, states.load, self.serving, self.trending, self.config, self.state_cache)
         t0 = time.perf_counter()
         self._producer.send_outputs(result.outputs)
         await self._producer.flush()
         t1 = time.perf_counter()
         await states.write(result.writes, self._changelog)
+        self.state_cache.put(result.states, generation)
         result.timings["emit"] = t1 - t0
         result.timings["store"] = time.perf_counter() - t1
         self._record(result, events)
@@ -193,6 +202,8 @@ class WorkerEngine:
         m.forgets.inc(counts["forgets"])
         m.rebuilds.inc(counts["rebuilt"])
         m.state_errors.inc(counts["state_corrupt"])
+        m.state_reads.labels("cache").inc(counts["state_cached"])
+        m.state_reads.labels("store").inc(counts["state_loaded"])
         m.batch_size.observe(counts["in"])
         for reason, n in result.dead_letter_reasons.items():
             m.dead_letters.labels(reason).inc(n)

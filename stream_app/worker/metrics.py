@@ -22,6 +22,9 @@ class WorkerMetrics:
             "istream_skipped_offsets", "Events-topic offsets the consumer never delivered.", ["partition"], registry=r
         )
         self.state_errors = Counter("istream_state_decode_errors", "Unreadable stored states.", registry=r)
+        self.state_reads = Counter(
+            "istream_state_reads", "User states read, by source (cache: kept decoded).", ["source"], registry=r
+        )
         self.batch_size = Histogram(
             "istream_batch_size", "Events per micro-batch.", buckets=(1, 10, 50, 100, 250, 500, 1000, 2000), registry=r
         )

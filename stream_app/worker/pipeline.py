@@ -26,7 +26,16 @@ from stream_app.contracts import EVENT_TYPES, Event, InterestVector, Recommendat
 from stream_app.worker.decode import Incoming, RawRecord, Rejected, dead_letter, decode_records, group_by_user
 from stream_app.worker.dedupe import Verdict, advance_mark, classify
 from stream_app.worker.item_index import ItemEmbedder, ItemIndex
-from stream_app.worker.state_codec import NO_TS, RecentEvent, StateCodecError, UserState, decode_state, encode_state
+from stream_app.worker.state_cache import StateCache
+from stream_app.worker.state_codec import (
+    NO_TS,
+    RecentEvent,
+    StateCodecError,
+    UserState,
+    as_stored,
+    decode_state,
+    encode_state,
+)
 from stream_app.worker.trending import Trending
 
 log = logging.getLogger(__name__)
@@ -94,6 +103,8 @@ class StateWrite:
 class BatchResult:
     outputs: list[Output] = field(default_factory=list)
     writes: list[StateWrite] = field(default_factory=list)
+    # every user of the batch as it ends: (user_id, partition, state or None), for the state cache
+    states: list[tuple[str, int, UserState | None]] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
     dead_letter_reasons: Counter = field(default_factory=Counter)
     timings: dict[str, float] = field(default_factory=dict)
@@ -158,12 +169,17 @@ def _rating(event: Event) -> float:
     return -1.0 if event.rating is None else float(event.rating)
 
 
-def _load(users: dict[str, list[Incoming]], load_state, serving: Serving, result: BatchResult) -> list[_User]:
+def _load(users: dict[str, list[Incoming]], load_state, cache: StateCache | None, result: BatchResult) -> list[_User]:
     loaded = []
     for user_id, items in users.items():
         partition = items[0].record.partition
+        state = cache.take(user_id) if cache is not None else None
+        if state is not None:
+            result.counts["state_cached"] += 1
+            loaded.append(_User(user_id, partition, state))
+            continue
         raw = load_state(user_id, partition)
-        state = None
+        result.counts["state_loaded"] += 1
         if raw is not None:
             try:
                 state = decode_state(raw)
@@ -275,9 +291,8 @@ def _run_waves(users: list[_User], serving: Serving, config: PipelineConfig, emb
             s.owner.state = new_state[i].copy()
             if s.event is None:
                 continue
-            recent = RecentEvent(
-                s.event.event_id, items[i], types[i], ratings[i], gaps[i], comment[i].copy() if has_text[i] else None
-            )
+            emb = as_stored(comment[i]) if has_text[i] else None
+            recent = RecentEvent(s.event.event_id, items[i], types[i], ratings[i], gaps[i], emb)
             earlier = unfrozen.get(id(s.owner))
             if earlier is not None:
                 earlier.freeze()  # _remember is about to change the lists it reads
@@ -356,7 +371,9 @@ def process_batch(
     serving: Serving,
     trending: Trending,
     config: PipelineConfig,
+    cache: StateCache | None = None,
 ) -> BatchResult:
+    """``cache``: decoded states to use before ``load_state``; the batch takes its users' out of it."""
     result = BatchResult()
     clock = time.perf_counter
     t0 = clock()
@@ -366,7 +383,7 @@ def process_batch(
         result.dead_letter_reasons[r.letter.reason] += 1
     groups = group_by_user(accepted)
     t1 = clock()
-    users = _load(groups, load_state, serving, result)
+    users = _load(groups, load_state, cache, result)
     t2 = clock()
     for user in users:
         _plan(user, groups[user.user_id], serving, config, result)
@@ -437,3 +454,4 @@ def _serialize(
         if user.dirty:
             value = encode_state(user.state) if user.state is not None else None
             result.writes.append(StateWrite(user.user_id, user.partition, value))
+        result.states.append((user.user_id, user.partition, user.state))

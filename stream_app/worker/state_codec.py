@@ -93,6 +93,12 @@ class UserState:
         return cls(model_version=model_version, state=np.zeros(state_dim, dtype=np.float32))
 
 
+def as_stored(comment_emb: np.ndarray) -> np.ndarray:
+    """A comment embedding as a decoded state holds it (float16 precision, as float32), so a state kept in
+    memory (``state_cache``) equals the same state read back from the store."""
+    return comment_emb.astype("<f2").astype(np.float32)
+
+
 def _pack_strs(out: list[bytes], strings: Sequence[str]) -> None:
     joined = "\0".join(strings)
     if len(strings) < _LENGTH_PREFIXED and joined.count("\0") == max(0, len(strings) - 1):

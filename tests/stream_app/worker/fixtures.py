@@ -21,6 +21,7 @@ from stream_app.worker import process
 from stream_app.worker.decode import RawRecord
 from stream_app.worker.item_index import Catalog, ItemIndex
 from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving, process_batch
+from stream_app.worker.state_cache import StateCache
 from stream_app.worker.state_codec import UserState, decode_state
 from stream_app.worker.trending import Trending
 
@@ -193,13 +194,15 @@ def stepwise_reference(runtime, events: list[Event]) -> Reference:
 
 
 class InProcessRun:
-    """Batches through process_batch with the user states kept as the table would: bytes by user."""
+    """Batches through process_batch with the user states kept as the table would: bytes by user;
+    with ``cache``, the decoded states kept after each batch's write as the engine keeps them."""
 
-    def __init__(self, runtime, config: PipelineConfig) -> None:
+    def __init__(self, runtime, config: PipelineConfig, cache: StateCache | None = None) -> None:
         self.serving = Serving(runtime, ItemIndex.for_model(runtime, Catalog()))
         self.config = config
         self.trending = Trending(3600)
         self.states: dict[str, bytes] = {}
+        self.cache = cache
         self.offset = 0
 
     def records(self, events: list[Event]) -> list[RawRecord]:
@@ -210,14 +213,17 @@ class InProcessRun:
         return out
 
     def batch(self, records: list[RawRecord]) -> BatchResult:
+        generation = self.cache.generation if self.cache is not None else 0
         result = process_batch(
-            records, lambda user, _p: self.states.get(user), self.serving, self.trending, self.config
+            records, lambda user, _p: self.states.get(user), self.serving, self.trending, self.config, self.cache
         )
         for w in result.writes:
             if w.value is None:
                 self.states.pop(w.user_id, None)
             else:
                 self.states[w.user_id] = w.value
+        if self.cache is not None:
+            self.cache.put(result.states, generation)
         return result
 
     def events(self, events: list[Event], batch_size: int) -> list[BatchResult]:

@@ -348,3 +348,34 @@ def test_two_workers_split_the_partitions_and_one_takes_over_with_the_state_when
         assert state.applied == 16
         np.testing.assert_allclose(state.state, ref.states[user], atol=1e-5)
     assert {p for p, _ in states.values()} == {0, 1}
+
+
+def test_a_partition_that_comes_back_meets_the_states_another_worker_wrote_meanwhile(
+    settings, topics, registry, runtime, tmp_path
+):
+    # a holds every user's state in its cache, b serves half of them for a while, then a gets them
+    # back: a must continue from b's states (restored from the changelog), not from what it cached
+    events = make_events(runtime.item_ids, n_users=20, per_user=15, seed=37)
+    thirds = [events[:100], events[100:200], events[200:]]
+    with WorkerProcess(settings, registry, tmp_path / "a", tmp_path / "a.log") as a:
+        _wait_until(lambda: _assigned(a.output(), topics["events"]) == {0, 1})
+        produce_events(settings, topics["events"], thirds[0])
+        read_topic(settings, topics["vectors"], timeout=60, idle=0.5, until=outputs_for(thirds[0]))
+        b = WorkerProcess(settings, registry, tmp_path / "b", tmp_path / "b.log")
+        try:
+            _wait_until(lambda: [_assigned(w.output(), topics["events"]) for w in (a, b)] in ([{0}, {1}], [{1}, {0}]))
+            produce_events(settings, topics["events"], thirds[1])
+            read_topic(settings, topics["vectors"], timeout=60, idle=0.5, until=outputs_for(thirds[0] + thirds[1]))
+        finally:
+            assert b.stop() == 0, b.output()[-3000:]
+        _wait_until(lambda: _assigned(a.output(), topics["events"]) == {0, 1})
+        produce_events(settings, topics["events"], thirds[2])
+        vectors = _vectors(read_topic(settings, topics["vectors"], timeout=60, until=outputs_for(events)))
+        states = final_states(settings, changelog_topic(settings), applied_per_user(events))
+    assert sorted(v.event_id for v in vectors) == sorted(e.event_id for e in events)
+    ref = stepwise_reference(runtime, events)
+    for v in vectors:
+        np.testing.assert_allclose(v.vector, ref.interest[v.event_id], atol=1e-4, err_msg=v.event_id)
+    for user, (_, state) in states.items():
+        assert state.applied == 15, user
+        np.testing.assert_allclose(state.state, ref.states[user], atol=1e-4)

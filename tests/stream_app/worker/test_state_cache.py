@@ -1,0 +1,103 @@
+"""The worker's cache of decoded user states: what it keeps, what it drops, and that a batch served
+from it gives exactly what the same batch gives from the stored bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stream_app import topics
+from stream_app.contracts import Event
+from stream_app.worker.pipeline import PipelineConfig
+from stream_app.worker.state_cache import StateCache
+from stream_app.worker.state_codec import UserState, decode_state, encode_state
+from tests.stream_app.worker.fixtures import InProcessRun, make_events
+
+CONFIG = PipelineConfig(top_k=5, lateness_ms=3_600_000, window=8, seen=6, cold_start_events=0)
+
+
+def _state(version: str = "v1") -> UserState:
+    return UserState.empty(version, 4)
+
+
+def test_take_hands_the_state_over_and_leaves_nothing_behind():
+    cache = StateCache(10)
+    state = _state()
+    cache.put([("a", 0, state)], cache.generation)
+    assert cache.take("a") is state
+    assert cache.take("a") is None and len(cache) == 0
+
+
+def test_a_deleted_state_leaves_the_cache():
+    cache = StateCache(10)
+    cache.put([("a", 0, _state())], cache.generation)
+    cache.put([("a", 0, None)], cache.generation)
+    assert cache.take("a") is None
+
+
+def test_least_recently_put_users_are_evicted_first():
+    cache = StateCache(2)
+    cache.put([("a", 0, _state()), ("b", 0, _state())], cache.generation)
+    cache.put([("a", 0, _state())], cache.generation)  # a is the newest now
+    cache.put([("c", 1, _state())], cache.generation)
+    assert len(cache) == 2
+    assert cache.take("b") is None
+    assert cache.take("a") is not None and cache.take("c") is not None
+
+
+def test_dropped_partitions_lose_their_users_and_a_batch_that_overlapped_puts_nothing_back():
+    cache = StateCache(10)
+    cache.put([("a", 0, _state()), ("b", 1, _state())], cache.generation)
+    started = cache.generation
+    cache.drop_partitions([1])
+    assert cache.take("b") is None and cache.take("a") is not None
+    cache.put([("c", 0, _state())], started)  # the batch began before the drop
+    assert cache.take("c") is None
+    cache.put([("c", 0, _state())], cache.generation)
+    assert cache.take("c") is not None
+
+
+def test_capacity_zero_keeps_nothing():
+    cache = StateCache(0)
+    cache.put([("a", 0, _state())], cache.generation)
+    assert len(cache) == 0 and cache.take("a") is None
+
+
+def _assert_same_state(a: UserState, b: UserState) -> None:
+    assert (a.model_version, a.last_ts, a.applied, a.ids_at_last_ts, a.seen) == (
+        b.model_version,
+        b.last_ts,
+        b.applied,
+        b.ids_at_last_ts,
+        b.seen,
+    )
+    np.testing.assert_array_equal(a.state, b.state)
+    assert len(a.window) == len(b.window)
+    for x, y in zip(a.window, b.window, strict=True):
+        assert x[:3] == y[:3]
+        assert np.float32(x.rating) == np.float32(y.rating) and np.float32(x.gap_s) == np.float32(y.gap_s)
+        assert (x.comment_emb is None) == (y.comment_emb is None)
+        if x.comment_emb is not None:
+            np.testing.assert_array_equal(x.comment_emb, y.comment_emb)
+
+
+def test_batches_served_from_the_cache_equal_batches_served_from_the_store(runtime):
+    events = make_events(runtime.item_ids, n_users=5, per_user=16, seed=23)  # clicks, ratings, comments
+    forget = Event(event_id="f", user_id="user-1", item_id="-", type="forget", ts=max(e.ts for e in events) + 1)
+    events = [*events, forget]
+    stored, cached = InProcessRun(runtime, CONFIG), InProcessRun(runtime, CONFIG, StateCache(100))
+    from_store, from_cache = stored.events(events, 9), cached.events(events, 9)
+
+    assert sum(r.counts["state_cached"] for r in from_cache) > 0
+    assert sum(r.counts["state_cached"] for r in from_store) == 0
+    assert [(o.kind, o.key, o.value) for r in from_store for o in r.outputs] == [
+        (o.kind, o.key, o.value) for r in from_cache for o in r.outputs
+    ]
+    assert stored.states == cached.states and "user-1" not in cached.states
+    # what the cache holds is what a read of the store would give, comment embeddings included
+    assert len(cached.cache) == len(cached.states)
+    kept = {user: cached.cache.take(user) for user in cached.states}
+    assert any(e.comment_emb is not None for state in kept.values() for e in state.window)
+    for user, raw in cached.states.items():
+        _assert_same_state(kept[user], decode_state(raw))
+        assert encode_state(kept[user]) == raw
+    assert any(o.kind == topics.VECTORS and o.value is None for r in from_cache for o in r.outputs)
