@@ -103,24 +103,20 @@ class WorkerApp(faust.App):
         return _Transport(self.conf.broker_consumer, self)
 
 
-def create_app(settings: Settings) -> faust.App:
-    from stream_app.agents import define_agents
-    from stream_app.tables import user_to_state
-
-    partitions = events_partitions(settings)
+def worker_app(settings: Settings, app_id: str) -> WorkerApp:
+    """The worker's Faust app and consumer settings, without tables or agents (``create_app`` adds them)."""
     session_s = settings.session_timeout_ms / 1000
-    app_id = settings.worker_app_id or f"{settings.topic_prefix}-worker"
     # One folder per app id: RocksDB remembers changelog offsets, and another app's would not match.
     data_dir = (settings.worker_data_dir or settings.run_dir / "worker") / app_id
     data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
-    app = WorkerApp(
+    return WorkerApp(
         app_id,
         fetch_max_wait_ms=settings.worker_fetch_max_wait_ms,
         broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=_credentials(settings),
         store="rocksdb://",
         datadir=str(data_dir),
-        topic_partitions=partitions,
+        topic_partitions=events_partitions(settings),
         topic_replication_factor=settings.replication_factor,
         broker_session_timeout=session_s,
         broker_heartbeat_interval=session_s / 4,
@@ -133,10 +129,20 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.worker_web_port or 6066,
         autodiscover=False,
     )
-    events = app.topic(
+
+
+def events_topic(app: faust.App, settings: Settings) -> faust.TopicT:
+    return app.topic(
         topics.topic_name(settings.topic_prefix, topics.EVENTS), key_serializer="raw", value_serializer="raw"
     )
-    define_agents(app, settings, events, user_to_state(app, partitions))
+
+
+def create_app(settings: Settings) -> faust.App:
+    from stream_app.agents import define_agents
+    from stream_app.tables import user_to_state
+
+    app = worker_app(settings, settings.worker_app_id or f"{settings.topic_prefix}-worker")
+    define_agents(app, settings, events_topic(app, settings), user_to_state(app, app.conf.topic_partitions))
     return app
 
 

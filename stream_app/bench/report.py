@@ -21,7 +21,8 @@ def _fmt(value: Any) -> str:
 def _verdict(target: dict[str, Any]) -> str:
     if target["met"] is None:
         return target["note"]
-    return "met" if target["met"] else "NOT met"
+    verdict = "met" if target["met"] else "NOT met"
+    return f"{verdict}; {target['note']}" if "note" in target else verdict
 
 
 def table(rows: list[tuple[str, Any]], header: tuple[str, str] = ("figure", "value")) -> str:
@@ -48,6 +49,9 @@ def pipeline_rows(figures: dict[str, Any]) -> list[tuple[str, Any]]:
     ]
     if "dead_letters" in figures:
         rows.append(("dead letters", figures["dead_letters"]))
+    reads = figures.get("state_reads")
+    if reads and sum(reads.values()):
+        rows.append(("user states read from the state cache (share)", reads.get("cache", 0.0) / sum(reads.values())))
     return rows
 
 
@@ -96,6 +100,13 @@ def e2e_markdown(report: dict[str, Any]) -> str:
             f"{report['cpu_per_event_vs_naive']:.1f}x less worker CPU per event "
             f"(naive worker busy {report['naive']['worker_cpu_cores']:.2f} cores)"
         )
+    if "relay" in report:
+        relay = table(pipeline_rows(report["relay"]))
+        parts += ["## Relay reference (Faust and the broker, no work), same events", relay]
+        parts.append(
+            f"The pipeline reached **{report['share_of_relay']:.0%}** of the relay's events/s. The relay is the most "
+            "one worker process gets through Faust's consumer and the broker here; the pipeline's own work is the gap."
+        )
     if report.get("targets"):
         parts += [
             "## Targets",
@@ -124,7 +135,7 @@ def e2e_plot(report: dict[str, Any], latencies_ms: list[float], path: Path) -> N
             left.axvline(lat[name], color="black", linestyle=style, label=f"{name} {lat[name]:.1f} ms")
         left.legend()
     left.set(title="produce -> recommendation latency", xlabel="ms", ylabel="events")
-    for name, label in (("pipeline", "interest-stream"), ("naive", "naive reference")):
+    for name, label in (("pipeline", "interest-stream"), ("naive", "naive reference"), ("relay", "relay reference")):
         if name in report and report[name]["timeline"]:
             t, r = zip(*report[name]["timeline"], strict=True)
             right.plot(t, r, label=label)

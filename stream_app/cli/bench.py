@@ -176,6 +176,11 @@ out_option = click.option(
 @click.option("--partitions", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--compare-naive", is_flag=True, help="Also run the naive reference (tests/bench) on the same events.")
 @click.option(
+    "--compare-relay",
+    is_flag=True,
+    help="Also run the relay reference (tests/bench: Faust and the broker, no work) on the same events.",
+)
+@click.option(
     "--order",
     type=click.Choice(["interleaved", "time"]),
     default="interleaved",
@@ -196,6 +201,7 @@ def e2e(
     workers: int,
     partitions: int,
     compare_naive: bool,
+    compare_relay: bool,
     order: str,
     seed: int,
     profile: bool,
@@ -218,6 +224,7 @@ def e2e(
         seed=seed,
         order=order,
         compare_naive=compare_naive,
+        compare_relay=compare_relay,
         profile_dir=setup.out / "profile" if profile else None,
     )
     report = run_e2e(setup.settings, opts, setup.registry, bootstrap, setup.work / "runs", setup.data_dir)

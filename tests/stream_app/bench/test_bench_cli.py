@@ -33,7 +33,9 @@ def _bench(istream, settings, tmp_path: Path, *args: object, timeout: float = 24
     return run
 
 
-def test_e2e_answers_every_event_and_compares_with_the_naive_reference(istream, settings, registry, tmp_path):
+def test_e2e_answers_every_event_and_compares_with_the_naive_and_relay_references(
+    istream, settings, registry, tmp_path
+):
     run = _bench(
         istream,
         settings,
@@ -44,12 +46,17 @@ def test_e2e_answers_every_event_and_compares_with_the_naive_reference(istream, 
         "--comment-fraction",
         0.1,
         "--compare-naive",
+        "--compare-relay",
         "--registry",
         registry,
     )
     report = json.loads((tmp_path / "report" / "e2e.json").read_text())
-    pipeline, naive = report["pipeline"], report["naive"]
-    assert pipeline["answered"] == naive["answered"] == 600 == report["context"]["events"]
+    pipeline, naive, relay = report["pipeline"], report["naive"], report["relay"]
+    assert pipeline["answered"] == naive["answered"] == relay["answered"] == 600 == report["context"]["events"]
+    assert relay["worker_exit_codes"] == [0] and relay["extra_outputs"] == 0
+    assert report["share_of_relay"] == pytest.approx(
+        pipeline["sustained_events_per_s"] / relay["sustained_events_per_s"]
+    )
     assert pipeline["dead_letters"] == 0 and pipeline["worker_exit_codes"] == [0]
     assert naive["worker_exit_codes"] == [0]
     assert 40 < report["context"]["comments"] < 80 and report["encoder"]["comments_per_s"] > 0
@@ -67,6 +74,7 @@ def test_e2e_answers_every_event_and_compares_with_the_naive_reference(istream, 
     assert {"throughput / encoder ceiling", "speed-up vs naive"} <= set(report["targets"])
     assert (tmp_path / "report" / "e2e.png").stat().st_size > 10_000
     assert "## Naive reference, same events" in run.stdout and "less worker CPU per event" in run.stdout
+    assert "## Relay reference" in run.stdout and "of the relay's events/s" in run.stdout
 
 
 def test_recovery_restores_every_users_state_from_the_changelog(istream, settings, registry, tmp_path):

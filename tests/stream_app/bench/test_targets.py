@@ -23,3 +23,11 @@ def test_a_stalled_naive_worker_leaves_the_speed_up_unjudged_and_says_why():
     assert speedup["figure"] == 16.0
     assert speedup["met"] is None
     assert "busy only 0.43 cores" in speedup["note"] and "6.0x" in speedup["note"]
+
+
+def test_the_relay_reference_gives_the_share_of_its_ceiling_and_is_named_beside_the_throughput_target():
+    report = clicks_report(naive_cores=0.86)
+    report["relay"] = {"sustained_events_per_s": 10_000.0}
+    clicks = targets(report)["clicks-only throughput (events/s)"]
+    assert report["share_of_relay"] == 0.4
+    assert clicks["met"] is False and "10,000 events/s" in clicks["note"]
