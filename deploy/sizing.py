@@ -19,8 +19,8 @@ import numpy as np
 
 from models.interest_model import ModelConfig
 from stream_app.contracts import InterestVector, Recommendation, ScoredItem, encode
+from stream_app.contracts.float_json import DECIMALS
 from stream_app.settings import Settings
-from stream_app.worker.pipeline import DECIMALS
 from stream_app.worker.state_codec import RecentEvent, UserState, decode_state, encode_state
 
 MIB = 1024 * 1024

@@ -1,6 +1,6 @@
 """Versioned record contracts of every topic, and fast validated decoding of raw bytes."""
 
-from stream_app.contracts.codec import ContractError, decode_event, decode_item, encode
+from stream_app.contracts.codec import ContractError, decode_event, decode_item, encode, encode_interest_vectors
 from stream_app.contracts.records import (
     EVENT_TYPES,
     DeadLetter,
@@ -25,4 +25,5 @@ __all__ = [
     "decode_event",
     "decode_item",
     "encode",
+    "encode_interest_vectors",
 ]

@@ -22,7 +22,8 @@ from typing import Protocol
 import numpy as np
 
 from stream_app import topics
-from stream_app.contracts import EVENT_TYPES, Event, InterestVector, Recommendation, ScoredItem, encode
+from stream_app.contracts import EVENT_TYPES, Event, Recommendation, ScoredItem, encode, encode_interest_vectors
+from stream_app.contracts.float_json import DECIMALS
 from stream_app.worker.decode import Incoming, RawRecord, Rejected, dead_letter, decode_records, group_by_user
 from stream_app.worker.dedupe import Verdict, advance_mark, classify
 from stream_app.worker.item_index import ItemEmbedder, ItemIndex
@@ -40,9 +41,6 @@ from stream_app.worker.trending import Trending
 
 log = logging.getLogger(__name__)
 TYPE_INDEX = {name: i for i, name in enumerate(EVENT_TYPES)}
-# Output vectors and scores carry 6 decimals: float32 noise of the step is about 1e-6, and the
-# shortest JSON form of a float32 widened to a double takes 17 digits, twice the bytes to encode and ship.
-DECIMALS = 6
 
 
 class StepOutput(Protocol):
@@ -422,10 +420,12 @@ def _serialize(
     users: list[_User], emitted: list[_Emitted], recs: dict[int, list[ScoredItem]], version: str, result: BatchResult
 ) -> None:
     row = {id(e): i for i, e in enumerate(emitted)}
-    vectors = (
-        np.stack([(e.interest, e.long_term, e.short_term) for e in emitted]).astype(np.float64).round(DECIMALS).tolist()
+    vectors = encode_interest_vectors(
+        [(e.user_id, e.event.event_id, e.event.ts) for e in emitted],
+        version,
+        np.stack([(e.interest, e.long_term, e.short_term) for e in emitted])
         if emitted
-        else []
+        else np.zeros((0, 3, 0), dtype=np.float32),
     )
     for user in users:
         key = user.user_id.encode()
@@ -434,21 +434,11 @@ def _serialize(
                 result.outputs.append(out)
                 continue
             ev = out.event
-            interest, long_term, short_term = vectors[row[id(out)]]
-            vector = InterestVector(
-                user_id=user.user_id,
-                event_id=ev.event_id,
-                ts=ev.ts,
-                model_version=version,
-                vector=interest,
-                long_term=long_term,
-                short_term=short_term,
-            )
             rec = Recommendation(
                 user_id=user.user_id, event_id=ev.event_id, ts=ev.ts, model_version=version, items=recs[id(out)]
             )
             result.outputs += [
-                Output(topics.VECTORS, key, encode(vector)),
+                Output(topics.VECTORS, key, vectors[row[id(out)]]),
                 Output(topics.RECOMMENDATIONS, key, encode(rec)),
             ]
         if user.dirty:
