@@ -51,6 +51,8 @@ class ItemIndex:
             raise ValueError(f"item matrix {matrix.shape} does not match {len(ids)} ids")
         self.ids: list[str] = list(ids)
         self.row_of: dict[str, int] = {item: i for i, item in enumerate(self.ids)}
+        # replaced whenever ids gain rows: rows looked up before (-1 for an unknown id) may be stale then
+        self.token = object()
         self._matrix = matrix.copy()
         self._alive = np.ones(len(self.ids), dtype=bool)
 
@@ -118,11 +120,15 @@ class ItemIndex:
         for i, item in enumerate(ids, start=n):
             self.row_of[item] = i
         self.ids.extend(ids)
+        self.token = object()
 
     def vectors(self, item_ids: Sequence[str]) -> np.ndarray:
         """[n, D] step inputs; an item the index has never heard of gets a zero vector."""
-        out = np.zeros((len(item_ids), self.dim), dtype=np.float32)
-        rows = self.row_array(item_ids)
+        return self.vectors_at(self.row_array(item_ids))
+
+    def vectors_at(self, rows: np.ndarray) -> np.ndarray:
+        """``vectors`` of items given by their rows (-1: unknown)."""
+        out = np.zeros((len(rows), self.dim), dtype=np.float32)
         known = rows >= 0
         out[known] = self._matrix[rows[known]]
         return out
@@ -131,8 +137,13 @@ class ItemIndex:
         """int64 rows of ``item_ids`` in one pass, -1 for an item the index has never heard of."""
         return np.fromiter(map(self.row_of.get, item_ids, repeat(-1)), dtype=np.int64)
 
-    def top_k(self, queries: np.ndarray, exclude: Sequence[Sequence[str]], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Best ``k`` live items for each query row by dot product, minus that row's excluded ids.
+    def rows(self, item_ids: Iterable[str]) -> list[int]:
+        """``row_array`` as a list."""
+        return list(map(self.row_of.get, item_ids, repeat(-1)))
+
+    def top_k(self, queries: np.ndarray, exclude: Sequence[Sequence[int]], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` live items for each query row by dot product, minus that row's excluded rows
+        (``rows`` of the excluded ids; -1, an unknown id, excludes nothing).
 
         Returns (rows [E, k] int64, scores [E, k] float32), best first; a slot with no item left
         has row -1 and score -inf.
@@ -147,7 +158,7 @@ class ItemIndex:
         if not alive.all():
             scores[:, :n][:, ~alive] = -np.inf
         counts = np.fromiter(map(len, exclude), dtype=np.int64, count=len(exclude))
-        rows = self.row_array(chain.from_iterable(exclude))
+        rows = np.fromiter(chain.from_iterable(exclude), dtype=np.int64, count=int(counts.sum()))
         query_of = np.repeat(np.arange(len(exclude)), counts)
         known = rows >= 0
         scores[query_of[known], rows[known]] = -np.inf

@@ -126,6 +126,26 @@ _ITEM_ID = attrgetter("item_id")
 
 
 @dataclass(slots=True)
+class ItemRows:
+    """A state's seen and window items as rows of one item index (``token``), beside their ids."""
+
+    token: object
+    seen: list[int]
+    window: list[int]
+
+    def copy(self) -> ItemRows:
+        return ItemRows(self.token, list(self.seen), list(self.window))
+
+
+def _item_rows(state: UserState, index: ItemIndex) -> ItemRows:
+    """The state's ``ItemRows`` for ``index``, looked up only when the state has none for it yet."""
+    rows = state.item_rows
+    if not isinstance(rows, ItemRows) or rows.token is not index.token:
+        rows = state.item_rows = ItemRows(index.token, index.rows(state.seen), index.rows(map(_ITEM_ID, state.window)))
+    return rows
+
+
+@dataclass(slots=True)
 class _Emitted:
     """A stepped new event, waiting for its recommendations.
 
@@ -142,15 +162,20 @@ class _Emitted:
     cold: bool
     seen: list[str] | None = None
     window: list[RecentEvent] | None = None
+    rows: ItemRows | None = None
 
     def freeze(self) -> None:
         self.seen, self.window = list(self.owner.seen), list(self.owner.window)  # RecentEvents are immutable
+        self.rows = self.owner.item_rows.copy()
 
     def seen_items(self) -> list[str]:
         return self.owner.seen if self.seen is None else self.seen
 
     def window_events(self) -> list[RecentEvent]:
         return self.owner.window if self.window is None else self.window
+
+    def item_rows(self) -> ItemRows:
+        return self.owner.item_rows if self.rows is None else self.rows
 
 
 @dataclass(slots=True)
@@ -275,9 +300,10 @@ def _run_waves(users: list[_User], serving: Serving, config: PipelineConfig, emb
                 gaps.append(s.gap_s)
                 if s.text_slot >= 0:
                     comment[i], has_text[i] = embs[s.text_slot], 1.0
+        rows = index.row_array(items)
         out = rt.step(
             np.stack([s.owner.state for _, s in wave]).astype(np.float32, copy=False),
-            index.vectors(items),
+            index.vectors_at(rows),
             np.array(types, dtype=np.int64),
             comment,
             has_text,
@@ -285,16 +311,17 @@ def _run_waves(users: list[_User], serving: Serving, config: PipelineConfig, emb
             np.array(gaps, dtype=np.float32),
         )
         new_state = np.asarray(out.new_state, dtype=np.float32)
-        for i, (user, s) in enumerate(wave):
+        for i, (user, s), row in zip(range(n), wave, rows.tolist(), strict=True):
             s.owner.state = new_state[i].copy()
             if s.event is None:
                 continue
             emb = as_stored(comment[i]) if has_text[i] else None
             recent = RecentEvent(s.event.event_id, items[i], types[i], ratings[i], gaps[i], emb)
+            item_rows = _item_rows(s.owner, index)
             earlier = unfrozen.get(id(s.owner))
             if earlier is not None:
                 earlier.freeze()  # _remember is about to change the lists it reads
-            _remember(s.owner, recent, config)
+            _remember(s.owner, item_rows, recent, row, config)
             e = _Emitted(
                 user.user_id,
                 s.event,
@@ -310,13 +337,22 @@ def _run_waves(users: list[_User], serving: Serving, config: PipelineConfig, emb
     return emitted
 
 
-def _remember(state: UserState, recent: RecentEvent, config: PipelineConfig) -> None:
+def _remember(state: UserState, rows: ItemRows, recent: RecentEvent, row: int, config: PipelineConfig) -> None:
+    """Add the event to the state's window and seen items, and its item ``row`` to their ``rows``."""
     state.window.append(recent)
-    del state.window[: -config.window]
-    if recent.item_id in state.seen:
-        state.seen.remove(recent.item_id)
-    state.seen.append(recent.item_id)
-    del state.seen[: -config.seen]
+    rows.window.append(row)
+    cut = len(state.window) - config.window
+    if cut > 0:
+        del state.window[:cut], rows.window[:cut]
+    seen = state.seen
+    if recent.item_id in seen:
+        at = seen.index(recent.item_id)
+        del seen[at], rows.seen[at]
+    seen.append(recent.item_id)
+    rows.seen.append(row)
+    cut = len(seen) - config.seen  # not seen[:-n]: n = 0 keeps none
+    if cut > 0:
+        del seen[:cut], rows.seen[:cut]
 
 
 def _rank(
@@ -326,8 +362,9 @@ def _rank(
     warm = [e for e in emitted if not e.cold]
     ranked: dict[int, list[ScoredItem]] = {}
     if warm:
-        rows, scores = index.top_k(np.stack([e.interest for e in warm]), [e.seen_items() for e in warm], config.top_k)
-        because = _because([e.window_events() for e in warm], rows, index)
+        item_rows = [e.item_rows() for e in warm]
+        rows, scores = index.top_k(np.stack([e.interest for e in warm]), [r.seen for r in item_rows], config.top_k)
+        because = _because([e.window_events() for e in warm], [r.window for r in item_rows], rows, index)
         ids = index.ids
         rounded = scores.astype(np.float64).round(DECIMALS).tolist()
         for e, top_rows, top_scores, reasons in zip(warm, rows.tolist(), rounded, because, strict=True):
@@ -345,13 +382,17 @@ def _rank(
     return ranked
 
 
-def _because(windows: list[list[RecentEvent]], rows: np.ndarray, index: ItemIndex) -> list[list[str | None]]:
+def _because(
+    windows: list[list[RecentEvent]], window_item_rows: list[list[int]], rows: np.ndarray, index: ItemIndex
+) -> list[list[str | None]]:
     """For each recommended item, the event of its query's recent window whose item vector is most
     similar to it (None where the window holds no known item), for all queries in one product."""
     lengths = np.fromiter(map(len, windows), dtype=np.int64, count=len(windows))
     depth = max(int(lengths.max(initial=0)), 1)
     window_rows = np.full((len(windows), depth), -1, dtype=np.int64)
-    window_rows[np.arange(depth) < lengths[:, None]] = index.row_array(map(_ITEM_ID, chain.from_iterable(windows)))
+    window_rows[np.arange(depth) < lengths[:, None]] = np.fromiter(
+        chain.from_iterable(window_item_rows), dtype=np.int64, count=int(lengths.sum())
+    )
     matrix = index.matrix
     support = np.matmul(matrix[window_rows.clip(0)], matrix[rows.clip(0)].transpose(0, 2, 1))  # [Q, W, K]
     support[window_rows < 0] = -np.inf

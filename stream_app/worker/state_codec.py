@@ -87,6 +87,9 @@ class UserState:
     ids_at_last_ts: list[str] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
     window: list[RecentEvent] = field(default_factory=list)
+    # not stored: the serving item index's rows of ``seen`` and ``window`` (pipeline.ItemRows), kept
+    # while the state stays in memory so its next events need no id lookups
+    item_rows: object | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def empty(cls, model_version: str, state_dim: int) -> UserState:

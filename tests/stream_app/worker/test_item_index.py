@@ -11,7 +11,7 @@ def test_top_k_ranks_the_whole_catalog_minus_seen():
     index = ItemIndex([f"i{n}" for n in range(500)], matrix)
     queries = rng.normal(size=(3, 16)).astype(np.float32)
     seen = [["i1", "i2"], [], ["nope"]]
-    rows, scores = index.top_k(queries, seen, 10)
+    rows, scores = index.top_k(queries, [index.rows(s) for s in seen], 10)
     full = queries @ matrix.T
     for r in range(3):
         excluded = {int(s[1:]) for s in seen[r] if s != "nope"}
@@ -31,7 +31,7 @@ def test_top_k_equals_a_full_sort_of_the_live_unseen_catalog(n_items):
     queries = rng.normal(size=(40, 8)).astype(np.float32)
     # queries whose best items are all excluded reach into lower blocks
     seen = [[f"i{j}" for j in np.argsort(-(q @ matrix.T))[: rng.integers(0, 30)]] for q in queries]
-    rows, scores = index.top_k(queries, seen, 10)
+    rows, scores = index.top_k(queries, [index.rows(s) for s in seen], 10)
     full = queries @ matrix.T
     for r in range(len(queries)):
         excluded = dead | {int(s[1:]) for s in seen[r]}
@@ -43,7 +43,7 @@ def test_top_k_equals_a_full_sort_of_the_live_unseen_catalog(n_items):
 
 def test_top_k_with_fewer_items_than_k_pads_with_minus_one():
     index = ItemIndex(["a", "b", "c"], np.eye(3, dtype=np.float32))
-    rows, scores = index.top_k(np.array([[0.0, 1.0, 0.5]], dtype=np.float32), [["b"]], 5)
+    rows, scores = index.top_k(np.array([[0.0, 1.0, 0.5]], dtype=np.float32), [index.rows(["b"])], 5)
     assert rows.tolist() == [[2, 0, -1]]
     assert np.isneginf(scores[0, 2])
 
@@ -60,7 +60,9 @@ def test_upserts_add_rows_and_tombstones_remove():
     # a removed item still steps with its vector
     np.testing.assert_array_equal(index.vectors(["c"]), [[0, 0, 1, 0]])
     many = [f"x{i}" for i in range(100)]
+    token = index.token
     index.upsert(many, np.arange(400, dtype=np.float32).reshape(100, 4), new=many)
+    assert index.token is not token  # rows looked up before (x7: -1) are stale now
     assert len(index.ids) == 105
     np.testing.assert_array_equal(index.vectors(["x7"]), [[28, 29, 30, 31]])
     index.upsert(["c"])
