@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 
@@ -25,6 +26,8 @@ def _exit(message: str) -> None:
 def define_agents(app: faust.App, settings: Settings, events: faust.TopicT, table: faust.Table) -> WorkerEngine:
     engine = WorkerEngine(settings)
 
+    engine.on_write_failure = lambda: _exit("writing a batch failed; exiting without committing it")
+
     @app.agent(events, name="update_user_interest")
     async def update_user_interest(stream: faust.StreamT) -> None:
         try:
@@ -32,15 +35,17 @@ def define_agents(app: faust.App, settings: Settings, events: faust.TopicT, tabl
         except Exception:
             _exit("the worker could not start")
         try:
-            async for batch in stream.take_events(settings.worker_batch_size, within=settings.worker_batch_ms / 1000):
+            # noack: the engine acks a batch's events once its outputs and states are written
+            async for batch in stream.noack_take(settings.worker_batch_size, within=settings.worker_batch_ms / 1000):
                 try:
-                    await engine.handle(batch, table)
+                    await engine.handle(batch, table, stream.ack)
                 except Exception:
-                    # take_events acks a batch even when its body raises, and a restarted agent or a
-                    # graceful stop would then commit it unprocessed. Exit at once instead: nothing
-                    # is committed, and the restarted worker replays the batch (dedupe makes that safe).
+                    # nothing of this batch is acked: exit at once, so a restarted agent or a graceful
+                    # stop cannot commit it; the restarted worker replays it (dedupe makes that safe)
                     _exit("a batch failed; exiting without committing it")
         finally:
+            with contextlib.suppress(asyncio.CancelledError):
+                await engine.settle()  # the last batch's writes, before the producers close
             engine.stop()
 
     @app.on_partitions_revoked.connect

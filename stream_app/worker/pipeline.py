@@ -27,7 +27,7 @@ from stream_app.contracts.float_json import DECIMALS
 from stream_app.worker.decode import Incoming, RawRecord, Rejected, dead_letter, decode_records, group_by_user
 from stream_app.worker.dedupe import Verdict, advance_mark, classify
 from stream_app.worker.item_index import ItemEmbedder, ItemIndex
-from stream_app.worker.state_cache import StateCache
+from stream_app.worker.state_cache import NOT_CACHED, StateCache
 from stream_app.worker.state_codec import (
     NO_TS,
     RecentEvent,
@@ -196,11 +196,12 @@ def _load(users: dict[str, list[Incoming]], load_state, cache: StateCache | None
     loaded = []
     for user_id, items in users.items():
         partition = items[0].record.partition
-        state = cache.take(user_id) if cache is not None else None
-        if state is not None:
+        cached = cache.take(user_id) if cache is not None else NOT_CACHED
+        if cached is not NOT_CACHED:
             result.counts["state_cached"] += 1
-            loaded.append(_User(user_id, partition, state))
+            loaded.append(_User(user_id, partition, cached))
             continue
+        state = None
         raw = load_state(user_id, partition)
         result.counts["state_loaded"] += 1
         if raw is not None:

@@ -1,12 +1,15 @@
 """Decoded user states of the users this worker served last, so their next batch skips the decode.
 
 Decoding a stored state (its window of recent events, its seen items) was the largest single cost
-of the click path: about a quarter of ``process_batch`` on MovieLens-shaped states. A state enters
-the cache only once its write is in the local store and acknowledged by the changelog, so an entry
-always equals what the table holds. A batch takes its users' entries out while it works on them
-(``take``) and puts the new states back after its write (``put``): a batch that fails leaves none
-of its users cached. Partitions this worker stops owning are dropped (another worker may move their
-users on), and a batch that overlapped such a change does not put its states back.
+of the click path: about a quarter of ``process_batch`` on MovieLens-shaped states. The cache has
+two parts. A batch's states are *held* from the moment it is computed until its writes are in the
+local store and acknowledged by the changelog (the engine writes one batch while it computes the
+next), so the next batch reads them here, never the table that does not have them yet; a held
+deletion reads as "no state". Once written they are *released* into a bounded part, least recently
+used evicted first, whose entries always equal what the table holds. A batch takes its users'
+states out while it works on them (``take``): a batch that fails leaves none of them behind.
+Partitions this worker stops owning are dropped (another worker may move their users on), and a
+batch that overlapped such a change releases nothing.
 """
 
 from __future__ import annotations
@@ -15,37 +18,48 @@ from collections.abc import Iterable
 
 from stream_app.worker.state_codec import UserState
 
+NOT_CACHED = object()  # what ``take`` returns for a user it knows nothing of
+
 
 class StateCache:
-    """At most ``capacity`` users' states, least recently used evicted first; 0 caches nothing."""
+    """Held states (one batch, unbounded) and at most ``capacity`` written ones; 0 keeps none written."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._entries: dict[str, tuple[int, UserState]] = {}  # insertion order = recency
+        self._written: dict[str, tuple[int, UserState]] = {}  # insertion order = recency
+        self._held: dict[str, tuple[int, UserState | None]] = {}
         self.generation = 0  # moves on whenever partitions are dropped
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._written) + len(self._held)
 
-    def take(self, user_id: str) -> UserState | None:
-        """The user's cached state, removed from the cache (the caller now owns it), or None."""
-        entry = self._entries.pop(user_id, None)
-        return None if entry is None else entry[1]
+    def take(self, user_id: str) -> UserState | object | None:
+        """The user's state, removed from the cache (the caller now owns it): None when a held batch
+        deleted it, ``NOT_CACHED`` when the cache does not know the user (read the table)."""
+        entry = self._held.pop(user_id, None) or self._written.pop(user_id, None)
+        return NOT_CACHED if entry is None else entry[1]
 
-    def put(self, states: Iterable[tuple[str, int, UserState | None]], generation: int) -> None:
-        """``(user_id, partition, state)`` as just written (None: deleted), unless partitions were
-        dropped since ``generation`` was read."""
+    def hold(self, states: Iterable[tuple[str, int, UserState | None]]) -> None:
+        """A computed batch's ``(user_id, partition, state)`` (None: deleted), until ``release``."""
+        for user_id, partition, state in states:
+            self._written.pop(user_id, None)
+            self._held[user_id] = (partition, state)
+
+    def release(self, generation: int) -> None:
+        """The held states are written: keep them as written ones, unless partitions were dropped since
+        ``generation`` was read (when the batch began)."""
+        held, self._held = self._held, {}
         if generation != self.generation or not self.capacity:
             return
-        entries = self._entries
-        for user_id, partition, state in states:
-            entries.pop(user_id, None)
+        written = self._written
+        for user_id, (partition, state) in held.items():
             if state is not None:
-                entries[user_id] = (partition, state)
-        for _ in range(len(entries) - self.capacity):
-            del entries[next(iter(entries))]
+                written[user_id] = (partition, state)
+        for _ in range(len(written) - self.capacity):
+            del written[next(iter(written))]
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         gone = set(partitions)
         self.generation += 1
-        self._entries = {user: entry for user, entry in self._entries.items() if entry[0] not in gone}
+        self._written = {user: entry for user, entry in self._written.items() if entry[0] not in gone}
+        self._held = {user: entry for user, entry in self._held.items() if entry[0] not in gone}

@@ -223,7 +223,8 @@ class InProcessRun:
             else:
                 self.states[w.user_id] = w.value
         if self.cache is not None:
-            self.cache.put(result.states, generation)
+            self.cache.hold(result.states)
+            self.cache.release(generation)
         return result
 
     def events(self, events: list[Event], batch_size: int) -> list[BatchResult]:

@@ -9,7 +9,7 @@ import numpy as np
 from stream_app import topics
 from stream_app.contracts import Event, InterestVector, Recommendation
 from stream_app.worker.pipeline import PipelineConfig
-from stream_app.worker.state_cache import StateCache
+from stream_app.worker.state_cache import NOT_CACHED, StateCache
 from stream_app.worker.state_codec import UserState, decode_state, encode_state
 from tests.stream_app.worker.fixtures import InProcessRun, make_events
 
@@ -20,47 +20,67 @@ def _state(version: str = "v1") -> UserState:
     return UserState.empty(version, 4)
 
 
+def _written(cache: StateCache, states) -> None:
+    """One batch through the cache as the engine runs it: held, then released once written."""
+    generation = cache.generation
+    cache.hold(states)
+    cache.release(generation)
+
+
 def test_take_hands_the_state_over_and_leaves_nothing_behind():
     cache = StateCache(10)
     state = _state()
-    cache.put([("a", 0, state)], cache.generation)
+    _written(cache, [("a", 0, state)])
     assert cache.take("a") is state
-    assert cache.take("a") is None and len(cache) == 0
+    assert cache.take("a") is NOT_CACHED and len(cache) == 0
 
 
-def test_a_deleted_state_leaves_the_cache():
+def test_a_held_batch_is_read_before_it_is_written_deletions_included():
+    cache = StateCache(0)  # even with no room for written states
+    state = _state()
+    cache.hold([("a", 0, state), ("gone", 1, None)])
+    assert cache.take("a") is state
+    assert cache.take("gone") is None  # deleted: not "unknown", which would read the stale table
+    cache.hold([("a", 0, state)])
+    cache.release(cache.generation)
+    assert cache.take("a") is NOT_CACHED and len(cache) == 0
+
+
+def test_a_deleted_state_leaves_the_cache_once_written():
     cache = StateCache(10)
-    cache.put([("a", 0, _state())], cache.generation)
-    cache.put([("a", 0, None)], cache.generation)
-    assert cache.take("a") is None
+    _written(cache, [("a", 0, _state())])
+    _written(cache, [("a", 0, None)])
+    assert cache.take("a") is NOT_CACHED
 
 
-def test_least_recently_put_users_are_evicted_first():
+def test_least_recently_written_users_are_evicted_first():
     cache = StateCache(2)
-    cache.put([("a", 0, _state()), ("b", 0, _state())], cache.generation)
-    cache.put([("a", 0, _state())], cache.generation)  # a is the newest now
-    cache.put([("c", 1, _state())], cache.generation)
+    _written(cache, [("a", 0, _state()), ("b", 0, _state())])
+    _written(cache, [("a", 0, _state())])  # a is the newest now
+    _written(cache, [("c", 1, _state())])
     assert len(cache) == 2
-    assert cache.take("b") is None
-    assert cache.take("a") is not None and cache.take("c") is not None
+    assert cache.take("b") is NOT_CACHED
+    assert cache.take("a") is not NOT_CACHED and cache.take("c") is not NOT_CACHED
 
 
-def test_dropped_partitions_lose_their_users_and_a_batch_that_overlapped_puts_nothing_back():
+def test_dropped_partitions_lose_their_users_and_a_batch_that_overlapped_releases_nothing():
     cache = StateCache(10)
-    cache.put([("a", 0, _state()), ("b", 1, _state())], cache.generation)
+    _written(cache, [("a", 0, _state()), ("b", 1, _state())])
     started = cache.generation
+    cache.hold([("c", 0, _state()), ("d", 1, _state())])
     cache.drop_partitions([1])
-    assert cache.take("b") is None and cache.take("a") is not None
-    cache.put([("c", 0, _state())], started)  # the batch began before the drop
-    assert cache.take("c") is None
-    cache.put([("c", 0, _state())], cache.generation)
-    assert cache.take("c") is not None
+    assert cache.take("b") is NOT_CACHED and cache.take("d") is NOT_CACHED
+    assert cache.take("a") is not NOT_CACHED
+    cache.release(started)  # the batch began before the drop
+    assert cache.take("c") is NOT_CACHED
+    _written(cache, [("c", 0, _state())])
+    assert cache.take("c") is not NOT_CACHED
 
 
-def test_capacity_zero_keeps_nothing():
+def test_capacity_zero_keeps_nothing_written():
     cache = StateCache(0)
-    cache.put([("a", 0, _state())], cache.generation)
-    assert len(cache) == 0 and cache.take("a") is None
+    _written(cache, [("a", 0, _state())])
+    assert len(cache) == 0 and cache.take("a") is NOT_CACHED
 
 
 def _assert_same_state(a: UserState, b: UserState) -> None:

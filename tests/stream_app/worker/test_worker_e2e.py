@@ -379,3 +379,24 @@ def test_a_partition_that_comes_back_meets_the_states_another_worker_wrote_meanw
     for user, (_, state) in states.items():
         assert state.applied == 15, user
         np.testing.assert_allclose(state.state, ref.states[user], atol=1e-4)
+
+
+def test_a_batch_computed_while_the_last_one_is_written_reads_its_states_even_without_a_cache(
+    settings, topics, registry, runtime, tmp_path
+):
+    # few users, small batches, all events queued at once: each batch holds users whose previous
+    # batch is still being written, and with no room for written states only the held ones serve them
+    events = make_events(runtime.item_ids, n_users=3, per_user=40, seed=43)
+    env = {"ISTREAM_WORKER_STATE_CACHE_USERS": "0", "ISTREAM_WORKER_BATCH_SIZE": "4"}
+    with WorkerProcess(settings, registry, tmp_path / "state", tmp_path / "worker.log", env=env) as worker:
+        produce_events(settings, topics["events"], events)
+        vectors = _vectors(read_topic(settings, topics["vectors"], timeout=120, until=outputs_for(events)))
+        states = final_states(settings, changelog_topic(settings), applied_per_user(events))
+    assert worker.returncode == 0, worker.output()[-3000:]
+    assert sorted(v.event_id for v in vectors) == sorted(e.event_id for e in events)
+    ref = stepwise_reference(runtime, events)
+    for v in vectors:
+        np.testing.assert_allclose(v.vector, ref.interest[v.event_id], atol=1e-4, err_msg=v.event_id)
+    for user, (_, state) in states.items():
+        assert state.applied == 40, user
+        np.testing.assert_allclose(state.state, ref.states[user], atol=1e-4)
