@@ -30,8 +30,10 @@ def define_agents(app: faust.App, settings: Settings, events: faust.TopicT, tabl
 
     @app.agent(events, name="update_user_interest")
     async def update_user_interest(stream: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        log.info("event loop: %s.%s", type(loop).__module__, type(loop).__qualname__)
         try:
-            await asyncio.get_running_loop().run_in_executor(None, engine.start)
+            await loop.run_in_executor(None, engine.start)
         except Exception:
             _exit("the worker could not start")
         try:

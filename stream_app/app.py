@@ -26,6 +26,18 @@ from stream_app.exceptions import ConfigError
 from stream_app.settings import Settings
 
 
+def use_event_loop(settings: Settings) -> None:
+    """Install the event loop policy of ``worker_event_loop``; before the app makes any loop (Faust makes
+    one for the app and one for its consumer thread)."""
+    if settings.worker_event_loop == "uvloop":
+        try:
+            import mode.loop
+
+            mode.loop.use("uvloop")
+        except ImportError as exc:
+            raise ConfigError(f"ISTREAM_WORKER_EVENT_LOOP=uvloop, but uvloop does not import: {exc}") from None
+
+
 def events_partitions(settings: Settings, timeout: float = 15.0) -> int:
     """Partitions of the events topic: the user-state table must have exactly as many."""
     from confluent_kafka.admin import AdminClient
@@ -148,7 +160,9 @@ def create_app(settings: Settings) -> faust.App:
 
 def __getattr__(name: str) -> faust.App:
     if name == "app":
-        app = create_app(Settings())
+        settings = Settings()
+        use_event_loop(settings)
+        app = create_app(settings)
         globals()["app"] = app
         return app
     raise AttributeError(name)

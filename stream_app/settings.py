@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         "state decode (about 26 KB a steady user: deploy/README.md, Sizing); 0 = off.",
     )
     worker_commit_interval_s: float = Field(2.8, gt=0, description="Seconds between offset commits.")
+    worker_event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="Event loop of the worker's Faust app and its consumer thread. uvloop: 10 % less worker CPU per "
+        "event than asyncio's own loop (256 vs 285 us, clicks, 2 cores); asyncio where uvloop is missing (Windows).",
+    )
     worker_single_record_batches: bool = Field(
         True,
         description="Each changelog write ends every partition with a one-record batch: Tansu's high watermark "

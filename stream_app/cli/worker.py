@@ -15,7 +15,7 @@ import click
 @click.option("--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 def worker(registry: Path | None, bootstrap: str | None, web_port: int | None, data_dir: Path | None, loglevel: str):
     """Consume events, update each user's interest state and emit vectors and recommendations."""
-    from stream_app.app import create_app
+    from stream_app.app import create_app, use_event_loop
     from stream_app.exceptions import InterestStreamError
     from stream_app.settings import Settings
 
@@ -33,6 +33,7 @@ def worker(registry: Path | None, bootstrap: str | None, web_port: int | None, d
             "or pass --registry"
         )
     try:
+        use_event_loop(settings)
         app = create_app(settings)
     except InterestStreamError as exc:
         raise click.ClickException(str(exc)) from None

@@ -1,7 +1,7 @@
 """BENCHMARK REFERENCE ONLY, never used by the product: the most one worker process gets through
 Faust and the broker on this machine when it does no work, for `istream bench e2e --compare-relay`.
 
-The worker's own Faust app (``stream_app.app.worker_app``: its consumer settings and micro-batches of
+The worker's own Faust app (``stream_app.app.worker_app``: its event loop, consumer settings and micro-batches of
 ``ISTREAM_WORKER_BATCH_SIZE`` events within ``ISTREAM_WORKER_BATCH_MS``), and an agent that sends
 every event record back out unchanged as one record of the recommendations topic (the benchmark
 reads its ``event_id``) through the worker's librdkafka output producer, flushed once per batch.
@@ -47,6 +47,7 @@ def create_app(settings, data_dir: Path, web_port: int) -> faust.App:
 def main(argv: list[str]) -> None:
     from faust.worker import Worker
 
+    from stream_app.app import use_event_loop
     from stream_app.settings import Settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -54,7 +55,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--web-port", type=int, default=0)
     args = parser.parse_args(argv)
-    app = create_app(Settings(), args.data_dir, args.web_port)
+    settings = Settings()
+    use_event_loop(settings)  # the worker's loop too
+    app = create_app(settings, args.data_dir, args.web_port)
     Worker(app, loglevel="info", quiet=True).execute_from_commandline()
 
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from stream_app.app import _KeepQueuesOnResume, create_app
+import subprocess
+import sys
+
+import pytest
+
+from stream_app.app import _KeepQueuesOnResume, create_app, use_event_loop
+from stream_app.exceptions import ConfigError
+from stream_app.settings import Settings
 
 
 def test_resuming_flow_control_keeps_the_records_already_queued_for_the_agents(settings, topics):
@@ -17,3 +24,21 @@ def test_resuming_flow_control_keeps_the_records_already_queued_for_the_agents(s
     queue.put_nowait("of a revoked partition")
     app.flow_control.clear()
     assert queue.empty()
+
+
+@pytest.mark.parametrize(("choice", "loop"), [("uvloop", "uvloop.Loop"), ("asyncio", "_UnixSelectorEventLoop")])
+def test_the_event_loop_setting_picks_the_loops_faust_makes(choice, loop):
+    # in a child: the event loop policy is process-wide
+    code = (
+        "import asyncio; from stream_app.app import use_event_loop; from stream_app.settings import Settings; "
+        f"use_event_loop(Settings(worker_event_loop={choice!r})); "
+        "print(type(asyncio.new_event_loop()).__module__, type(asyncio.new_event_loop()).__qualname__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert f"{out[0]}.{out[1]}".endswith(loop)
+
+
+def test_a_missing_uvloop_is_a_config_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mode.loop.uvloop", None)  # import of it raises ImportError
+    with pytest.raises(ConfigError, match="uvloop does not import"):
+        use_event_loop(Settings(worker_event_loop="uvloop"))

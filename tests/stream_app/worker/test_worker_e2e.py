@@ -49,6 +49,7 @@ def test_every_event_gives_one_vector_and_one_recommendation_equal_to_the_stepwi
         rec_msgs = read_topic(settings, topics["recommendations"], timeout=30, idle=0.5, until=outputs_for(events))
         states = final_states(settings, changelog_topic(settings), applied_per_user(events))
     assert worker.returncode == 0, worker.output()[-3000:]
+    assert "event loop: uvloop.Loop" in worker.output()  # the default ISTREAM_WORKER_EVENT_LOOP
 
     vectors = [msgspec.json.decode(m.value(), type=InterestVector) for m in vector_msgs]
     recs = [msgspec.json.decode(m.value(), type=Recommendation) for m in rec_msgs]
