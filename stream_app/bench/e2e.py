@@ -37,6 +37,7 @@ RELAY_WORKER = REFERENCES / "relay_worker.py"
 STAGE_SUM = "istream_stage_seconds_sum"
 DEAD_LETTERS = "istream_dead_letters_total"
 STATE_READS = "istream_state_reads_total"
+BATCH_SIZE = "istream_batch_size"
 # the bench chooses these for its workers; every other ISTREAM_* of its environment reaches them
 OWN_SETTINGS = (
     "ISTREAM_TOPIC_PREFIX",
@@ -225,6 +226,8 @@ def run_e2e(
         figures["stage_shares"] = {stage: seconds / total for stage, seconds in stages.items()}
         figures["dead_letters"] = sum(_summed(before, after, DEAD_LETTERS).values())
         figures["state_reads"] = _summed(before, after, STATE_READS)
+        batches = sum(_summed(before, after, f"{BATCH_SIZE}_count").values())
+        figures["events_per_batch"] = sum(_summed(before, after, f"{BATCH_SIZE}_sum").values()) / max(batches, 1.0)
         figures["timeline"] = throughput_timeline(timings)
         report["pipeline"] = figures
         report["latencies_ms"] = timings.latencies_ms().round(3).tolist()

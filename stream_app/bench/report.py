@@ -49,6 +49,8 @@ def pipeline_rows(figures: dict[str, Any]) -> list[tuple[str, Any]]:
     ]
     if "dead_letters" in figures:
         rows.append(("dead letters", figures["dead_letters"]))
+    if "events_per_batch" in figures:
+        rows.append(("events per micro-batch (mean)", figures["events_per_batch"]))
     reads = figures.get("state_reads")
     if reads and sum(reads.values()):
         rows.append(("user states read from the state cache (share)", reads.get("cache", 0.0) / sum(reads.values())))

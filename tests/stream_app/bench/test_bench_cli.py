@@ -11,6 +11,7 @@ import pytest
 
 from export.registry import Registry
 from stream_app.bench.profile import hot_functions
+from stream_app.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +59,7 @@ def test_e2e_answers_every_event_and_compares_with_the_naive_and_relay_reference
         pipeline["sustained_events_per_s"] / relay["sustained_events_per_s"]
     )
     assert pipeline["dead_letters"] == 0 and pipeline["worker_exit_codes"] == [0]
+    assert 1 <= pipeline["events_per_batch"] <= Settings().worker_batch_size  # from the worker's batch histogram
     assert naive["worker_exit_codes"] == [0]
     assert 40 < report["context"]["comments"] < 80 and report["encoder"]["comments_per_s"] > 0
     assert set(pipeline["stage_shares"]) >= {"decode", "encode", "step", "rank", "emit", "store"}
