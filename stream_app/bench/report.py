@@ -91,6 +91,7 @@ def e2e_markdown(report: dict[str, Any]) -> str:
                     ("comments/s", enc["comments_per_s"]),
                     ("texts, chunk per run", f"{enc['texts']}, {enc['chunk']}"),
                     ("graph, provider", f"{enc['graph']}, {enc['provider']}"),
+                    ("CPU per comment (ms, all its threads)", enc["cpu_ms_per_comment"]),
                     ("events/s it allows at this comment share", enc.get("ceiling_events_per_s", float("nan"))),
                 ]
             ),

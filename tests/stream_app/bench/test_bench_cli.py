@@ -62,6 +62,7 @@ def test_e2e_answers_every_event_and_compares_with_the_naive_and_relay_reference
     assert 1 <= pipeline["events_per_batch"] <= Settings().worker_batch_size  # from the worker's batch histogram
     assert naive["worker_exit_codes"] == [0]
     assert 40 < report["context"]["comments"] < 80 and report["encoder"]["comments_per_s"] > 0
+    assert report["encoder"]["cpu_ms_per_comment"] > 0
     assert set(pipeline["stage_shares"]) >= {"decode", "encode", "step", "rank", "emit", "store"}
     assert sum(pipeline["stage_shares"].values()) == pytest.approx(1.0)
     assert pipeline["stage_seconds"]["encode"] > 0  # the comments went through the encoder
