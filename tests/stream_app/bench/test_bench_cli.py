@@ -44,6 +44,10 @@ def test_e2e_answers_every_event_and_compares_with_the_naive_and_relay_reference
         "e2e",
         "--events",
         600,
+        # paced, so that the outputs arrive over several reads: unpaced, the relay answered all 600
+        # in one read, and a rate over no time is undefined (nan)
+        "--rate",
+        1000,
         "--comment-fraction",
         0.1,
         "--compare-naive",
