@@ -15,6 +15,7 @@ import asyncio
 import gc
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -243,8 +244,8 @@ class WorkerEngine:
         m.batch_size.observe(counts["in"])
         for reason, n in result.dead_letter_reasons.items():
             m.dead_letters.labels(reason).inc(n)
-        for out in result.outputs:
-            m.records_out.labels(out.kind).inc()
+        for kind, n in Counter(out.kind for out in result.outputs).items():
+            m.records_out.labels(kind).inc(n)
         for stage, seconds in result.timings.items():
             m.stage_seconds.labels(stage).observe(seconds)
         now = time.time()

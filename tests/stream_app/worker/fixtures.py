@@ -235,14 +235,16 @@ class InProcessRun:
 class WorkerProcess(process.WorkerProcess):
     """``istream worker`` for tests: fast commits and model polls, no cold start, one ORT thread."""
 
-    def __init__(self, settings: Settings, registry: Path, data_dir: Path, log: Path, env: dict | None = None):
+    def __init__(
+        self, settings: Settings, registry: Path, data_dir: Path, log: Path, env: dict | None = None, web_port: int = 0
+    ):
         test_env = {
             "ISTREAM_WORKER_COMMIT_INTERVAL_S": "0.5",
             "ISTREAM_MODEL_POLL_S": "0.5",
             "ISTREAM_COLD_START_EVENTS": "0",
             "ISTREAM_ORT_INTRA_OP_THREADS": "1",
         }
-        super().__init__(settings, registry, data_dir, log, env={**test_env, **(env or {})})
+        super().__init__(settings, registry, data_dir, log, web_port=web_port, env={**test_env, **(env or {})})
 
     def wait_for(self, text: str, timeout: float = WORKER_READY_S) -> None:
         try:

@@ -11,6 +11,8 @@ import msgspec
 import numpy as np
 import pytest
 
+from stream_app.bench.cluster import scrape
+from stream_app.broker import free_port
 from stream_app.contracts import DeadLetter, InterestVector, Recommendation
 from stream_app.worker.decode import RAW_LIMIT
 from stream_app.worker.pipeline import PipelineConfig
@@ -156,11 +158,22 @@ def test_bad_input_lands_in_dead_letter_with_a_reason_and_good_events_around_it_
         records.append((key if key is not None else b"u-bad", value))
         records.append((good[2 * i + 1].user_id.encode(), msgspec.json.encode(good[2 * i + 1])))
     records += [(e.user_id.encode(), msgspec.json.encode(e)) for e in good[2 * len(BAD_INPUT) :]]
-    with WorkerProcess(settings, registry, tmp_path / "state", tmp_path / "worker.log") as worker:
+    port = free_port()
+    with WorkerProcess(settings, registry, tmp_path / "state", tmp_path / "worker.log", web_port=port) as worker:
         produce(settings, topics["events"], records)
         letters = read_topic(settings, topics["deadletter"], expect=len(BAD_INPUT), timeout=120)
         vectors = read_topic(settings, topics["vectors"], timeout=30, idle=0.5, until=outputs_for(good))
+        # the worker's own counts of what it emitted (counted once the batch's writes are done)
+        expected = {"deadletter": len(BAD_INPUT), "vectors": len(good), "recommendations": len(good)}
+        deadline = time.monotonic() + 30
+        while True:
+            metrics = scrape(port)
+            emitted = {kind: metrics.get(f"istream_records_out_total{{kind={kind}}}") for kind in expected}
+            if emitted == expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     assert worker.returncode == 0, worker.output()[-3000:]
+    assert emitted == expected
     assert sorted(_event_ids(vectors)) == sorted(e.event_id for e in good)
     dead = [msgspec.json.decode(m.value(), type=DeadLetter) for m in letters]
     assert len(dead) == len(BAD_INPUT)
