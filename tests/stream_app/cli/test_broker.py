@@ -65,19 +65,26 @@ def test_stop_never_kills_a_process_that_is_not_our_broker(istream, settings):
         bystander.wait()
 
 
-def test_foreground_broker_prints_its_address_and_stops_on_ctrl_c(port, settings):
-    process = subprocess.Popen(
-        [*istream_argv(), "broker", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+def test_foreground_broker_prints_its_address_and_stops_on_ctrl_c(port, settings, tmp_path):
+    # stderr (the broker's log and ours) to a file: a pipe nobody reads can fill and block both
+    stderr = tmp_path / "stderr"
+    with open(stderr, "wb") as err:
+        process = subprocess.Popen(
+            [*istream_argv(), "broker", "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            start_new_session=True,
+        )
     try:
         assert process.stdout.readline().strip() == f"127.0.0.1:{port}"
         assert not port_is_free("127.0.0.1", port)
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0
+        try:
+            code = process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code == 0, f"exit {code}; stderr: {stderr.read_text(errors='replace')[-2000:]}"
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)  # the broker too, should the test fail
