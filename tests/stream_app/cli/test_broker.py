@@ -66,16 +66,22 @@ def test_stop_never_kills_a_process_that_is_not_our_broker(istream, settings):
 
 
 def test_foreground_broker_prints_its_address_and_stops_on_ctrl_c(port, settings, tmp_path):
-    # stderr (the broker's log and ours) to a file: a pipe nobody reads can fill and block both
     stderr = tmp_path / "stderr"
-    with open(stderr, "wb") as err:
-        process = subprocess.Popen(
-            [*istream_argv(), "broker", "--port", str(port)],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            start_new_session=True,
-        )
+    # The child gets Ctrl-C's default action even where this suite runs with SIGINT ignored (as a
+    # background job of a non-interactive shell, which children inherit): a handled signal is reset
+    # to its default by exec, an ignored one stays ignored and the broker would never see Ctrl-C.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with open(stderr, "wb") as err:
+            process = subprocess.Popen(
+                [*istream_argv(), "broker", "--port", str(port)],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                start_new_session=True,
+            )
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     try:
         assert process.stdout.readline().strip() == f"127.0.0.1:{port}"
         assert not port_is_free("127.0.0.1", port)
