@@ -1,10 +1,11 @@
 """BENCHMARK REFERENCE ONLY, never used by the product: the most one worker process gets through
 Faust and the broker on this machine when it does no work, for `istream bench e2e --compare-relay`.
 
-The worker's own Faust app (``stream_app.app.worker_app``: its event loop, consumer settings and micro-batches of
-``ISTREAM_WORKER_BATCH_SIZE`` events within ``ISTREAM_WORKER_BATCH_MS``), and an agent that sends
-every event record back out unchanged as one record of the recommendations topic (the benchmark
-reads its ``event_id``) through the worker's librdkafka output producer, flushed once per batch.
+The worker's own Faust app (``stream_app.app.worker_app``: its event loop, consumer settings and
+micro-batches of ``ISTREAM_WORKER_BATCH_SIZE`` events within ``ISTREAM_WORKER_BATCH_MS``), and an
+agent that sends every event record back out unchanged as one record of the recommendations topic
+(the benchmark reads its ``event_id``) through the worker's librdkafka output producer, flushed
+once per batch.
 No decoding, model, state or vectors: what is left is Faust's consumer path, one output per event
 and the broker, the part of the worker's cost that no change inside the pipeline can remove.
 

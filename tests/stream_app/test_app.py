@@ -32,10 +32,10 @@ def test_the_event_loop_setting_picks_the_loops_faust_makes(choice, loop):
     code = (
         "import asyncio; from stream_app.app import use_event_loop; from stream_app.settings import Settings; "
         f"use_event_loop(Settings(worker_event_loop={choice!r})); "
-        "print(type(asyncio.new_event_loop()).__module__, type(asyncio.new_event_loop()).__qualname__)"
+        "kind = type(asyncio.new_event_loop()); print(f'{kind.__module__}.{kind.__qualname__}')"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert f"{out[0]}.{out[1]}".endswith(loop)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out.endswith(loop)
 
 
 def test_a_missing_uvloop_is_a_config_error(monkeypatch):

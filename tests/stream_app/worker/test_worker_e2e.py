@@ -165,15 +165,13 @@ def test_bad_input_lands_in_dead_letter_with_a_reason_and_good_events_around_it_
         vectors = read_topic(settings, topics["vectors"], timeout=30, idle=0.5, until=outputs_for(good))
         # the worker's own counts of what it emitted (counted once the batch's writes are done)
         expected = {"deadletter": len(BAD_INPUT), "vectors": len(good), "recommendations": len(good)}
-        deadline = time.monotonic() + 30
-        while True:
+
+        def emitted() -> dict[str, float | None]:
             metrics = scrape(port)
-            emitted = {kind: metrics.get(f"istream_records_out_total{{kind={kind}}}") for kind in expected}
-            if emitted == expected or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+            return {kind: metrics.get(f"istream_records_out_total{{kind={kind}}}") for kind in expected}
+
+        _wait_until(lambda: emitted() == expected, timeout=30, describe=lambda: f"{emitted()} != {expected}")
     assert worker.returncode == 0, worker.output()[-3000:]
-    assert emitted == expected
     assert sorted(_event_ids(vectors)) == sorted(e.event_id for e in good)
     dead = [msgspec.json.decode(m.value(), type=DeadLetter) for m in letters]
     assert len(dead) == len(BAD_INPUT)
@@ -328,10 +326,11 @@ def _assigned(log: str, events_topic: str) -> set[int]:
     return parts
 
 
-def _wait_until(condition, timeout: float = 60.0) -> None:
+def _wait_until(condition, timeout: float = 60.0, describe=None) -> None:
+    """Until ``condition()`` holds; fails after ``timeout`` seconds, saying ``describe()`` when given."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
+        assert time.monotonic() < deadline, describe() if describe else "condition not met in time"
         time.sleep(0.2)
 
 
