@@ -100,7 +100,7 @@ def finetune(
     An empty or tiny window is skipped (exit 0); an unreachable broker fails after retries.
     """
     from models.exceptions import ModelError
-    from stream_app.finetune import JobOptions, run_every, run_once
+    from stream_app.finetune.job import JobOptions, run_every, run_once
 
     if once and every is not None:
         raise click.UsageError("--once and --every exclude each other")

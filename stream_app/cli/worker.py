@@ -15,9 +15,9 @@ import click
 @click.option("--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 def worker(registry: Path | None, bootstrap: str | None, web_port: int | None, data_dir: Path | None, loglevel: str):
     """Consume events, update each user's interest state and emit vectors and recommendations."""
-    from stream_app.app import create_app, use_event_loop
     from stream_app.exceptions import InterestStreamError
     from stream_app.settings import Settings
+    from stream_app.worker.app import create_app, use_event_loop
 
     overrides = {
         "registry_dir": registry,

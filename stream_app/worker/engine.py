@@ -26,7 +26,6 @@ from threadpoolctl import threadpool_limits
 from stream_app import topics
 from stream_app.contracts import ContractError, decode_item
 from stream_app.settings import Settings
-from stream_app.tables import BatchStates
 from stream_app.worker.decode import RawRecord, dead_letter
 from stream_app.worker.feeds import TopicFeed
 from stream_app.worker.hot_swap import ModelSwapper
@@ -36,6 +35,7 @@ from stream_app.worker.offsets import OffsetTracker
 from stream_app.worker.outputs import ChangelogProducer, OutputProducer
 from stream_app.worker.pipeline import BatchResult, Output, PipelineConfig, Serving, dead_letter_output, process_batch
 from stream_app.worker.state_cache import StateCache
+from stream_app.worker.tables import BatchStates
 from stream_app.worker.trending import Trending
 
 log = logging.getLogger(__name__)

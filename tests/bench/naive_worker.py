@@ -25,9 +25,9 @@ from export.registry import Registry
 from models.checkpoint import load_checkpoint
 from models.comment_encoder import CommentEncoder
 from stream_app import topics
-from stream_app.app import events_partitions
 from stream_app.contracts import EVENT_TYPES
 from stream_app.settings import Settings
+from stream_app.worker.app import events_partitions
 
 TOP_K = 10
 

@@ -1,7 +1,7 @@
 """BENCHMARK REFERENCE ONLY, never used by the product: the most one worker process gets through
 Faust and the broker on this machine when it does no work, for `istream bench e2e --compare-relay`.
 
-The worker's own Faust app (``stream_app.app.worker_app``: its event loop, consumer settings and
+The worker's own Faust app (``stream_app.worker.app.worker_app``: its event loop, consumer settings and
 micro-batches of ``ISTREAM_WORKER_BATCH_SIZE`` events within ``ISTREAM_WORKER_BATCH_MS``), and an
 agent that sends every event record back out unchanged as one record of the recommendations topic
 (the benchmark reads its ``event_id``) through the worker's librdkafka output producer, flushed
@@ -24,7 +24,7 @@ import faust
 
 def create_app(settings, data_dir: Path, web_port: int) -> faust.App:
     from stream_app import topics
-    from stream_app.app import events_topic, worker_app
+    from stream_app.worker.app import events_topic, worker_app
     from stream_app.worker.outputs import OutputProducer
 
     settings = settings.model_copy(update={"worker_data_dir": data_dir, "worker_web_port": web_port})
@@ -48,8 +48,8 @@ def create_app(settings, data_dir: Path, web_port: int) -> faust.App:
 def main(argv: list[str]) -> None:
     from faust.worker import Worker
 
-    from stream_app.app import use_event_loop
     from stream_app.settings import Settings
+    from stream_app.worker.app import use_event_loop
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registry", type=Path, required=True)

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from stream_app.broker import free_port
 from stream_app.contracts import ModelUpdate
-from stream_app.finetune_kafka import KafkaUnavailable, RetryPolicy, announce, read_catalog, read_window
+from stream_app.finetune.kafka import KafkaUnavailable, RetryPolicy, announce, read_catalog, read_window
 from stream_app.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -96,7 +96,7 @@ def test_missing_topic_is_a_clear_error(settings: Settings) -> None:
 def test_broker_down_fails_clearly_after_retries(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     down = settings.model_copy(update={"bootstrap_servers": f"127.0.0.1:{free_port()}"})
     policy = RetryPolicy(attempts=3, backoff_s=0.1, timeout_s=1.0)
-    with caplog.at_level(logging.WARNING, logger="stream_app.finetune_kafka"), pytest.raises(KafkaUnavailable) as info:
+    with caplog.at_level(logging.WARNING, logger="stream_app.finetune.kafka"), pytest.raises(KafkaUnavailable) as info:
         read_window(down, MINUTE_MS, policy)
     assert "after 3 attempts" in str(info.value) and down.bootstrap_servers in str(info.value)
     retries = [r for r in caplog.records if r.getMessage().startswith("Retrying")]

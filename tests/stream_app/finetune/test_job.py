@@ -21,8 +21,8 @@ from models.continual.decisions import CHART, decisions_dir, read_decisions
 from models.continual.window import split_window
 from stream_app.broker import free_port
 from stream_app.contracts import InterestVector, ModelUpdate
-from stream_app.finetune import PUBLISHED, JobOptions, conclude, job_lock
-from stream_app.finetune_kafka import RetryPolicy, read_catalog, read_window
+from stream_app.finetune.job import PUBLISHED, JobOptions, conclude, job_lock
+from stream_app.finetune.kafka import RetryPolicy, read_catalog, read_window
 from stream_app.settings import Settings
 from tests.models.continual.drift import Drift, planted_drift, train_champion
 from tests.models.continual.test_challenge import shuffled_labels
@@ -159,7 +159,7 @@ def test_a_challenger_trained_on_shuffled_labels_is_rejected_and_current_stays(s
 CRASH_AT = """
 import os, signal, sys
 from pathlib import Path
-from stream_app.finetune import JobOptions, run_once
+from stream_app.finetune.job import JobOptions, run_once
 from stream_app.settings import Settings
 
 def crash(stage):

@@ -1,7 +1,7 @@
 """The worker's Faust app, built from settings.
 
 ``create_app(settings)`` makes the app, its table and its agent; ``istream worker`` calls it with
-the command's settings. ``faust -A stream_app.app worker`` finds ``app`` here, built on first
+the command's settings. ``faust -A stream_app.worker.app worker`` finds ``app`` here, built on first
 access from the environment (``ISTREAM_*``/``KAFKA_BOOTSTRAP_SERVERS``).
 
 The app class is ``WorkerApp``: a ``faust.App`` whose consumer waits at most
@@ -150,8 +150,8 @@ def events_topic(app: faust.App, settings: Settings) -> faust.TopicT:
 
 
 def create_app(settings: Settings) -> faust.App:
-    from stream_app.agents import define_agents
-    from stream_app.tables import user_to_state
+    from stream_app.worker.agents import define_agents
+    from stream_app.worker.tables import user_to_state
 
     app = worker_app(settings, settings.worker_app_id or f"{settings.topic_prefix}-worker")
     define_agents(app, settings, events_topic(app, settings), user_to_state(app, app.conf.topic_partitions))

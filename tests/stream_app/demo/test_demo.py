@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from stream_app.broker import free_port, port_is_free
-from stream_app.demo_live import TOP_K, score, split_held_back
+from stream_app.demo.live import TOP_K, score, split_held_back
 
 
 def _event(n: int, user: str, item: str) -> dict:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from stream_app.contracts import ModelUpdate
 from stream_app.exceptions import InterestStreamError
-from stream_app.finetune_kafka import (
+from stream_app.finetune.kafka import (
     EventWindow,
     KafkaUnavailable,
     RetryPolicy,

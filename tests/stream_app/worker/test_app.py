@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from stream_app.app import _KeepQueuesOnResume, create_app, use_event_loop
 from stream_app.exceptions import ConfigError
 from stream_app.settings import Settings
+from stream_app.worker.app import _KeepQueuesOnResume, create_app, use_event_loop
 
 
 def test_resuming_flow_control_keeps_the_records_already_queued_for_the_agents(settings, topics):
@@ -30,7 +30,7 @@ def test_resuming_flow_control_keeps_the_records_already_queued_for_the_agents(s
 def test_the_event_loop_setting_picks_the_loops_faust_makes(choice, loop):
     # in a child: the event loop policy is process-wide
     code = (
-        "import asyncio; from stream_app.app import use_event_loop; from stream_app.settings import Settings; "
+        "import asyncio; from stream_app.worker.app import use_event_loop; from stream_app.settings import Settings; "
         f"use_event_loop(Settings(worker_event_loop={choice!r})); "
         "kind = type(asyncio.new_event_loop()); print(f'{kind.__module__}.{kind.__qualname__}')"
     )

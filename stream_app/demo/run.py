@@ -23,7 +23,7 @@ from pathlib import Path
 
 from stream_app.broker import LOG_FILE, free_port, port_is_free, start_broker
 from stream_app.cli.common import run_istream
-from stream_app.demo_live import describe_users, read_jsonl, score, split_held_back, write_jsonl
+from stream_app.demo.live import describe_users, read_jsonl, score, split_held_back, write_jsonl
 from stream_app.exceptions import InterestStreamError
 from stream_app.settings import Settings
 from stream_app.worker.process import WorkerProcess
@@ -273,7 +273,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"\n== done in {time.monotonic() - started:.1f} s; broker stopped (its topics lived in memory)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
