@@ -15,6 +15,7 @@ from models.datasets.jsonl import (
     write_jsonl,
 )
 from models.datasets.movielens import read_movielens
+from models.datasets.movielens_100k import read_movielens_100k
 from models.datasets.records import Dataset, sort_events, truncate_text
 from models.datasets.synthetic import StreamShape, generate
 
@@ -30,6 +31,7 @@ __all__ = [
     "read_items",
     "read_jsonl",
     "read_movielens",
+    "read_movielens_100k",
     "sort_events",
     "truncate_text",
     "write_jsonl",

@@ -1,4 +1,4 @@
-"""`istream convert movielens|amazon`: public data sets -> events JSONL + items JSONL."""
+"""`istream convert movielens|movielens-100k|amazon`: public data sets -> events JSONL + items JSONL."""
 
 from __future__ import annotations
 
@@ -47,6 +47,24 @@ def movielens(ratings: Path, tags: Path | None, movies: Path, out_events: Path, 
     started = time.perf_counter()
     try:
         data = read_movielens(ratings, movies, tags, progress=True)
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from None
+    write_outputs(data.events, data.items, out_events, out_items, started)
+
+
+@convert.command("movielens-100k")
+@click.option("--ratings", type=_in_file, required=True, help="MovieLens 100K u.data (user, item, rating, timestamp)")
+@click.option("--movies", type=_in_file, required=True, help="MovieLens 100K u.item (item text = title + genres)")
+@click.option("--genres", type=_in_file, help="u.genre  [default: the one beside --movies]")
+@click.option("--out-events", type=_out_file, required=True, help="events JSONL to write")
+@click.option("--out-items", type=_out_file, required=True, help="items JSONL to write")
+def movielens_100k(ratings: Path, movies: Path, genres: Path | None, out_events: Path, out_items: Path) -> None:
+    """MovieLens 100K: a rating -> rating event, a movie -> item (no free text in this data set)."""
+    from models.datasets import DatasetError, read_movielens_100k
+
+    started = time.perf_counter()
+    try:
+        data = read_movielens_100k(ratings, movies, genres, progress=True)
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
     write_outputs(data.events, data.items, out_events, out_items, started)

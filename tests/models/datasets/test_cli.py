@@ -69,3 +69,18 @@ def test_user_mistakes_exit_non_zero_with_a_message(tmp_path, args, message):
     assert result.exit_code != 0
     assert message in result.output
     assert isinstance(result.exception, SystemExit)  # a clean click exit, not an escaped exception
+
+
+def test_convert_movielens_100k(tmp_path):
+    (tmp_path / "u.genre").write_text("unknown|0\nDrama|1\n", encoding="latin-1")
+    (tmp_path / "u.item").write_text("7|Heat (1995)|||x|0|1\n", encoding="latin-1")
+    (tmp_path / "u.data").write_text("1\t7\t4\t1000\n2\t7\t2\t900\n", encoding="utf-8")
+    out_e, out_i = tmp_path / "events.jsonl", tmp_path / "items.jsonl"
+    result = _run("convert", "movielens-100k", "--ratings", tmp_path / "u.data", "--movies", tmp_path / "u.item",
+                  "--out-events", out_e, "--out-items", out_i)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "wrote 2 events (rating: 2) from 2 users" in result.output
+    assert list(read_jsonl(out_i)) == [{"item_id": "7", "text": "Heat (1995). Genres: Drama"}]
+    missing = _run("convert", "movielens-100k", "--ratings", tmp_path / "u.data", "--movies", tmp_path / "u.item",
+                   "--genres", tmp_path / "nope", "--out-events", out_e, "--out-items", out_i)  # fmt: skip
+    assert missing.exit_code == 2 and "does not exist" in missing.output
