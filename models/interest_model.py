@@ -13,7 +13,7 @@ One event updates a user's packed state ``[B, S]``:
 - a learned gate mixes both into the interest vector. Score = dot(interest, item vector).
 
 State layout ``[h (H) | c (H) | average (L) | mass (L)]``; zeros = a user never seen. The sequence
-forward loops over the same ``step`` so training and serving cannot drift apart.
+forward (``run``) computes the same function as ``step`` over whole sequences, in fused kernels.
 """
 
 from __future__ import annotations
@@ -110,7 +110,9 @@ class InterestModel(nn.Module):
         n_in = cfg.dim + cfg.type_dim + cfg.comment_dim + 4  # + has_text, rating, has_rating, log gap
         self.drop = nn.Dropout(cfg.dropout)
         # short-term path
-        self.cell = nn.LSTMCell(n_in, cfg.hidden)
+        # one LSTM layer: a sequence runs through its fused kernel in training, an event through the
+        # same weights as a cell in ``update`` (the served step)
+        self.lstm = nn.LSTM(n_in, cfg.hidden, batch_first=True)
         self.short_out = nn.Linear(cfg.hidden, cfg.dim)
         self.item_skip = nn.Linear(cfg.dim, cfg.dim)
         # long-term path and gate
@@ -130,6 +132,13 @@ class InterestModel(nn.Module):
                 self.long_out.weight.copy_(torch.eye(cfg.dim))
                 self.long_out.bias.zero_()
         self.gate = nn.Linear(cfg.hidden + cfg.long_dim + n_in, cfg.dim)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints before the fused LSTM kept the same weights under an LSTMCell named ``cell``
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            if prefix + "cell." + name in state_dict:
+                state_dict[prefix + "lstm." + name + "_l0"] = state_dict.pop(prefix + "cell." + name)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- item tower ------------------------------------------------------------------------
     def item_tower(self, text_emb: torch.Tensor) -> torch.Tensor:
@@ -189,22 +198,36 @@ class InterestModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The recurrent part of ``step``, from the event's feature vector ``x``."""
         h, c, ema, mass = self.unpack(state)
-        h, c = self.cell(x, (h, c))
-        # the current item enters the short-term vector directly too: "more like this one" is easy to learn
-        short = self.short_out(self.drop(h)) + self.item_skip(x[:, : self.config.dim])
+        lstm = self.lstm
+        gates = F.linear(x, lstm.weight_ih_l0, lstm.bias_ih_l0) + F.linear(h, lstm.weight_hh_l0, lstm.bias_hh_l0)
+        i, f, g, o = gates.chunk(4, dim=-1)  # nn.LSTM's gate order
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
         if self.config.use_long_term:
-            rate = MAX_LONG_RATE * torch.sigmoid(self.long_rate(x))
+            rate, value = self.long_inputs(x)
             mass = mass + rate * (1.0 - mass)
             # rate / mass is in (0, 1] (mass >= rate), and 1 on a user's first event
-            weight = 2.0 * torch.tanh(self.long_weight(x)) + 1.0  # in (-1, 3), 1 at start
-            ema = ema + rate / mass * (weight * self.long_in(x) - ema)
-            long = self.long_out(ema)
-            gate = torch.sigmoid(self.gate(torch.cat([h, ema, x], dim=-1)))
-            interest = gate * short + (1.0 - gate) * long
-        else:
-            long = torch.zeros_like(short)
-            interest = short
+            ema = ema + rate / mass * (value - ema)
+        interest, long, short = self.mix(h, ema, x)
         return torch.cat([h, c, ema, mass], dim=-1), interest, long, short
+
+    def long_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The long-term average's rate and the value it moves towards, from the event alone."""
+        rate = MAX_LONG_RATE * torch.sigmoid(self.long_rate(x))
+        weight = 2.0 * torch.tanh(self.long_weight(x)) + 1.0  # in (-1, 3), 1 at start
+        return rate, weight * self.long_in(x)
+
+    def mix(
+        self, h: torch.Tensor, ema: torch.Tensor, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(interest, long-term, short-term) vectors from the updated paths; any leading shape."""
+        # the current item enters the short-term vector directly too: "more like this one" is easy to learn
+        short = self.short_out(self.drop(h)) + self.item_skip(x[..., : self.config.dim])
+        if not self.config.use_long_term:
+            return short, torch.zeros_like(short), short
+        long = self.long_out(ema)
+        gate = torch.sigmoid(self.gate(torch.cat([h, ema, x], dim=-1)))
+        return gate * short + (1.0 - gate) * long, long, short
 
     # ---- sequences ---------------------------------------------------------------------------
     def initial_state(self, batch: int) -> torch.Tensor:
@@ -219,19 +242,45 @@ class InterestModel(nn.Module):
         has_text: torch.Tensor,
         rating: torch.Tensor,
         gap_s: torch.Tensor,
-        valid: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``step`` over ``[B, T]`` events -> (interest [B, T, D], final state). The features of all events
-        are computed in one pass (they do not depend on the state). Where ``valid[b, t]`` is false
-        (padding) the state is carried over unchanged."""
+        """``step`` over ``[B, T]`` events -> (interest [B, T, D], state after each user's last event).
+
+        The same function as stepping ``step`` one event at a time (a test holds them equal), computed
+        for training speed: the features and every map of the event alone in one pass, the LSTM in its
+        fused kernel, only the long-term average's elementwise update in a loop over time. Events of
+        user b are its first ``lengths[b]`` positions (all ``T`` when None); interests past them are
+        meaningless and the returned state is the one after the last real event."""
         x = self.features(item_vec, event_type, comment_emb, has_text, rating, gap_s)
-        state = self.initial_state(x.shape[0]) if state is None else state
-        interests = []
-        for t in range(x.shape[1]):
-            new_state, interest, _, _ = self.update(state, x[:, t])
-            state = new_state if valid is None else torch.where(valid[:, t : t + 1], new_state, state)
-            interests.append(interest)
-        return torch.stack(interests, dim=1), state
+        batch, width = x.shape[:2]
+        state = self.initial_state(batch) if state is None else state
+        if width == 0:
+            return x.new_zeros(batch, 0, self.config.dim), state
+        h, c, ema, mass = self.unpack(state)
+        lengths = torch.full((batch,), width) if lengths is None else lengths
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
+        out, (h_n, c_n) = self.lstm(packed, (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()))
+        hs, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=width)
+        last = (lengths - 1).clamp(min=0)
+        rows = torch.arange(batch)
+        if self.config.use_long_term:
+            rates, values = self.long_inputs(x)
+            emas, masses = [], []
+            for rate, value in zip(rates.unbind(1), values.unbind(1), strict=True):  # unbind: one backward node
+                mass = mass + rate * (1.0 - mass)
+                ema = ema + rate / mass * (value - ema)
+                emas.append(ema)
+                masses.append(mass)
+            ema_seq, mass_seq = torch.stack(emas, dim=1), torch.stack(masses, dim=1)
+            ema, mass = ema_seq[rows, last], mass_seq[rows, last]
+        else:
+            ema_seq = ema.unsqueeze(1).expand(-1, width, -1)
+        interest, _, _ = self.mix(hs, ema_seq, x)
+        keep = (lengths > 0).unsqueeze(-1)  # a user without events keeps the state it came with
+        new_state = torch.cat([h_n[0], c_n[0], ema, mass], dim=-1)
+        return interest, torch.where(keep, new_state, state)
 
     def forward(
         self,

@@ -54,15 +54,31 @@ def test_step_equals_sequence(model: InterestModel) -> None:
 
 
 @torch.no_grad()
-def test_padding_keeps_state(model: InterestModel) -> None:
+def test_lengths_end_each_users_sequence(model: InterestModel) -> None:
     ev = random_events(1)
-    valid = torch.ones(B, T, dtype=torch.bool)
-    valid[:, T // 2 :] = False
+    lengths = torch.tensor([T, T // 2, 0, 1, 3])
     table = model.item_vectors()
     vecs = table[ev.pop("items")]
-    _, padded = model.run(None, vecs, **ev, valid=valid)
-    _, short = model.run(None, vecs[:, : T // 2], **{k: v[:, : T // 2] for k, v in ev.items()})
-    assert (padded - short).abs().max() <= 1e-6
+    start = torch.randn(B, model.config.state_dim) * 0.1
+    start[:, -model.config.long_dim :] = torch.rand(B, model.config.long_dim)  # masses in (0, 1)
+    interest, state = model.run(start, vecs, **ev, lengths=lengths)
+    for b, n in enumerate(lengths.tolist()):
+        alone, end = model.run(start[b : b + 1], vecs[b : b + 1, :n], **{k: v[b : b + 1, :n] for k, v in ev.items()})
+        assert (end - state[b]).abs().max() <= 1e-6  # a user without events keeps its state
+        assert alone.shape == (1, n, model.config.dim)
+        assert n == 0 or (alone - interest[b : b + 1, :n]).abs().max() <= 1e-6
+
+
+def test_checkpoint_of_the_lstm_cell_era_loads(model: InterestModel) -> None:
+    """Weights saved when the short-term path was an LSTMCell named ``cell`` load into the fused LSTM."""
+    old = {
+        (k.replace("lstm.", "cell.").removesuffix("_l0") if k.startswith("lstm.") else k): v
+        for k, v in model.state_dict().items()
+    }
+    assert "cell.weight_ih" in old
+    fresh = InterestModel(model.config)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.lstm.weight_hh_l0, model.lstm.weight_hh_l0)
 
 
 def test_loss_trains_and_ignores_missing_targets() -> None:
