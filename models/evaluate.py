@@ -11,12 +11,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.comment_encoder import CommentEncoder, EmbeddingCache
 from models.datasets.jsonl import load_event_columns, read_items
-from models.ranking import Split, baselines, hit_ndcg, split, vector_ranks
+from models.ranking import Prequential, Split, baseline_ranks, by_bucket, hit_ndcg, split, vector_ranks
 from models.sequences import Sequences, build_sequences, item_table
 from models.stepping import final_vectors
 from models.text_features import comment_table
@@ -65,6 +66,51 @@ def item_matrix(ckpt: Checkpoint, data: EvalData, encoder: CommentEncoder, cache
         text_emb = torch.from_numpy(cache.encode(encoder, [data.new_item_text[r] for r in rows]))
         extra[torch.tensor(rows) - len(ckpt.item_ids)] = ckpt.model.item_tower(text_emb)
     return torch.cat([table, extra])
+
+
+@dataclass
+class Judged:
+    """Target ranks of the model and the baselines (ranker -> ranks) on the test split and on the
+    prequential rows, with the number of events before each prediction."""
+
+    test: dict[str, np.ndarray]
+    test_prior: np.ndarray
+    prequential: Prequential | None
+    prequential_ranks: dict[str, np.ndarray]
+    prequential_prior: np.ndarray
+
+    def report(self) -> dict:
+        out = {**hit_ndcg(self.test["model"]), "buckets": by_bucket(self.test_prior, self.test)}
+        if self.prequential is None:
+            out["prequential"] = None
+        else:
+            out["prequential"] = {
+                "since": self.prequential.since,
+                "predictions": len(self.prequential_prior),
+                **{name: hit_ndcg(ranks) for name, ranks in self.prequential_ranks.items()},
+                "buckets": by_bucket(self.prequential_prior, self.prequential_ranks),
+            }
+        return out
+
+
+def judge(ckpt: Checkpoint, data: EvalData, item_vecs: torch.Tensor, sp: Split) -> Judged:
+    """The model stepped through every user's events (its interest recorded after each), ranked on the
+    test split and on every run after the checkpoint's training data (``Prequential``), beside the
+    baselines."""
+    seqs, n_items = data.seqs, len(data.item_ids)
+    every = torch.zeros(len(seqs.item), item_vecs.shape[1])
+    final_vectors(ckpt.model, seqs, seqs.offsets[:-1], seqs.offsets[1:], item_vecs, data.comments, every=every)
+    interests, items = every.numpy(), item_vecs.numpy()
+    test = {"model": vector_ranks(interests[sp.history_end - 1], items, sp, sp.histories(seqs))}
+    test |= baseline_ranks(seqs, sp, n_items)
+    prior = sp.history_end - seqs.offsets[sp.users]
+    trained_until = (ckpt.history.get("data") or {}).get("trained_until")
+    pq = None if trained_until is None else Prequential.of(seqs, trained_until + 1)
+    if pq is None or len(pq.target) == 0:
+        return Judged(test, prior, None, {}, np.zeros(0))
+    rows = interests[pq.history_end - 1]
+    ranks = {"model": pq.ranks(seqs, n_items, lambda lo, hi: rows[lo:hi] @ items.T)} | pq.baseline_ranks(seqs, n_items)
+    return Judged(test, prior, pq, ranks, pq.history_end - seqs.offsets[pq.user])
 
 
 def model_metrics(ckpt: Checkpoint, data: EvalData, item_vecs: torch.Tensor, sp: Split) -> dict[str, float]:
@@ -127,9 +173,10 @@ def evaluate_files(
     data = load_eval_data(ckpt, events, items, encoder, cache)
     sp = split(data.seqs, holdout=1)
     item_vecs = item_matrix(ckpt, data, encoder, cache)
+    judged = judge(ckpt, data, item_vecs, sp)
     result: dict = {
-        **model_metrics(ckpt, data, item_vecs, sp),
-        "baselines": baselines(data.seqs, sp, len(data.item_ids)),
+        **judged.report(),
+        "baselines": {name: hit_ndcg(ranks) for name, ranks in judged.test.items() if name != "model"},
         "users": len(sp.users),
         "items": len(data.item_ids),
     }

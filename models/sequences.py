@@ -37,6 +37,7 @@ class Sequences:
     text_row: np.ndarray  # int64 [E], row in ``texts``, -1 when the event has no text
     run: np.ndarray  # int64 [E], index of the event's collapsed run within its user
     texts: list[str]  # distinct comment texts
+    ts: np.ndarray  # int64 [E], epoch ms
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -110,22 +111,25 @@ def build_sequences(events: EventColumns, item_index: dict[str, int]) -> Sequenc
         text_row=text_row,
         run=run.astype(np.int64),
         texts=list(texts),
+        ts=ts.astype(np.int64),
     )
 
 
-def next_run_item(seqs: Sequences, usable: np.ndarray) -> np.ndarray:
-    """Per event, the item of the user's next run when that run's first event is ``usable``, else -1:
-    the next-item training target (every event of a run predicts the same next item)."""
+def future_run_items(seqs: Sequences, usable: np.ndarray, k: int) -> np.ndarray:
+    """``[E, k]``: per event, the items of the user's next ``k`` runs whose first event is ``usable``
+    (-1 past the user's end or an unusable run): the training targets, every event of a run predicting
+    the same next items."""
+    n = len(seqs.item)
     starts = np.flatnonzero(np.diff(seqs.run, prepend=-1) != 0)  # first event of each run, all users
-    run_of = np.searchsorted(starts, np.arange(len(seqs.item)), side="right") - 1
-    nxt = np.append(starts, len(seqs.item))[run_of + 1]
-    same_user = np.zeros(len(seqs.item), dtype=bool)
-    ok = nxt < len(seqs.item)
-    same_user[ok] = seqs.run[nxt[ok]] > 0  # a following run of the same user never has index 0
-    target = np.full(len(seqs.item), -1, dtype=np.int64)
-    hit = same_user & usable[np.minimum(nxt, len(seqs.item) - 1)]
-    target[hit] = seqs.item[nxt[hit]]
-    return target
+    run_of = np.searchsorted(starts, np.arange(n), side="right") - 1
+    user_of = np.searchsorted(seqs.offsets, np.arange(n), side="right") - 1
+    out = np.full((n, k), -1, dtype=np.int64)
+    for j in range(k):
+        later = run_of + j + 1
+        nxt = starts[np.minimum(later, len(starts) - 1)]
+        hit = (later < len(starts)) & (user_of[nxt] == user_of) & usable[nxt]
+        out[hit, j] = seqs.item[nxt[hit]]
+    return out
 
 
 @dataclass

@@ -41,10 +41,12 @@ def final_vectors(
     item_vecs: torch.Tensor,
     comments: torch.Tensor,
     batch_users: int = 1024,
+    every: torch.Tensor | None = None,
 ) -> UserVectors:
     """Interest, long- and short-term vectors ``[n, D]`` and the state ``[n, S]`` after stepping
     through events ``starts[i]:ends[i]`` (one user each) with ``model.step``, exactly as a worker
-    would, batched over users. ``item_vecs`` is the item table the events' item rows index."""
+    would, batched over users. ``item_vecs`` is the item table the events' item rows index. With
+    ``every`` (``[events, D]``), row ``e`` also receives the interest right after event ``e``."""
     model.eval()
     lengths = ends - starts
     width = (model.config.vector_dim,) * 3 + (model.config.state_dim,)
@@ -65,6 +67,8 @@ def final_vectors(
             )  # fmt: skip
             for full, new in zip(vectors[:-1], new_vectors, strict=True):
                 full[:n] = new
+            if every is not None:
+                every[torch.from_numpy(batch.index[:n, t])] = new_vectors[0]
         for full, part in zip(out, vectors, strict=True):
             full[torch.from_numpy(rows)] = part
     return UserVectors(*out)

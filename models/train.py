@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from models.allocator import retain_freed_memory
@@ -34,7 +34,7 @@ from models.ensemble import Model, assemble
 from models.exceptions import TrainingError
 from models.interest_model import InterestModel, ModelConfig
 from models.ranking import Split, hit_ndcg, split, vector_ranks
-from models.sequences import Padded, Sequences, build_sequences, item_table, next_run_item, pad
+from models.sequences import Padded, Sequences, build_sequences, future_run_items, item_table, pad
 from models.stepping import event_tensors, final_vectors
 from models.text_features import ItemTextSources, comment_table, item_text_embeddings
 
@@ -66,6 +66,9 @@ class TrainConfig:
     # processes training ensemble members at once (each with ``threads``); 0: one per member, at most
     # one per CPU. Same models either way: member k always trains with seed + k.
     jobs: int = 0
+    ema_decay: float = 0.0
+    future_runs: int = 1
+    future_decay: float = 0.5
 
 
 @dataclass
@@ -73,7 +76,7 @@ class TrainingData:
     item_ids: list[str]
     seqs: Sequences
     usable: np.ndarray  # bool [E], events training may see
-    targets: np.ndarray  # int64 [E], next item row or -1
+    targets: np.ndarray  # int64 [E, k], items of the next k runs (future_run_items), -1 for none
     comments: torch.Tensor  # [n_texts + 1, T] comment embeddings, last row zeros
     item_text_emb: np.ndarray  # [n_items, T]
     text_sources: ItemTextSources
@@ -92,8 +95,14 @@ def load_training_data(
     encoder: CommentEncoder,
     cache: EmbeddingCache,
     progress: bool = True,
+    until: int | None = None,
 ) -> TrainingData:
+    """The training data of an events file; with ``until`` (epoch ms) only its events older than that."""
     events = load_event_columns(events_path)
+    if until is not None:
+        events = events.before(until)
+        if len(events) == 0:
+            raise TrainingError(f"{events_path}: no event before {until} (--until); nothing to train on")
     catalog = read_items(items_path)
     item_ids = item_table(catalog, events)
     seqs = build_sequences(events, {item: row for row, item in enumerate(item_ids)})
@@ -106,7 +115,7 @@ def load_training_data(
         item_ids=item_ids,
         seqs=seqs,
         usable=usable,
-        targets=next_run_item(seqs, usable),
+        targets=future_run_items(seqs, usable, 1),
         comments=torch.from_numpy(comments),
         item_text_emb=item_text,
         text_sources=sources,
@@ -172,31 +181,40 @@ def window_loss(
     state: torch.Tensor,
     seen: torch.Tensor | None,
     negatives: int,
+    weights: torch.Tensor,
 ) -> tuple[torch.Tensor | None, torch.Tensor, int]:
-    """Next-item softmax loss over one window of events ``index`` [B, W] (None without targets), and the
+    """Next-items softmax loss over one window of events ``index`` [B, W] (None without targets), and the
     state to carry on.
 
-    With ``seen`` (first_seen of the batch), items the user already had are removed from the softmax,
-    as the evaluation removes them from the ranking, and a target already seen is not trained on.
+    Each event's targets are the items of the user's next ``len(weights)`` runs, weighted by ``weights``
+    (one target: the plain next-item cross-entropy). With ``seen`` (first_seen of the batch), items the
+    user already had are removed from the softmax, as the evaluation removes them from the ranking, and
+    a target already seen is not trained on.
     """
     ev = event_tensors(data.seqs, index, data.comments)
-    targets = torch.from_numpy(np.where(valid, data.targets[index], -1))
+    k = len(weights)
+    targets = torch.from_numpy(np.where(valid[..., None], data.targets[index][..., :k], -1))  # [B, W, k]
     item_vecs = model.item_vectors()
-    interest, state = model.run(state, item_vecs[ev.pop("items")], **ev, valid=torch.from_numpy(valid))
-    b, t = torch.nonzero(targets >= 0, as_tuple=True)
+    lengths = torch.from_numpy(valid.sum(axis=1))  # a user's events are a prefix of its row
+    interest, state = model.run(state, item_vecs[ev.pop("items")], **ev, lengths=lengths)
+    b, t = torch.nonzero(targets[..., 0] >= 0, as_tuple=True)
     if len(b) == 0:
         return None, state.detach(), 0
-    target = targets[b, t]
-    candidates, target, correction = candidate_set(target, model.config.n_items, negatives)
+    candidates, target, correction = candidate_set(targets[b, t], model.config.n_items, negatives)
     scores = interest[b, t] @ item_vecs[candidates].T + correction
     if seen is not None:
         full = model.config.n_items <= negatives  # candidate_set gave every item, in row order
         history = history_mask(seen, candidates, index, valid, data.seqs.item, b, t, full)
-        target = torch.where(history[torch.arange(len(target)), target], -1, target)
+        target = torch.where((target < 0) | history.gather(1, target.clamp(min=0)), -1, target)
         scores = scores.masked_fill(history, float("-inf"))
-        scores[:, 0] = torch.where(target < 0, 0.0, scores[:, 0])  # rows without a target must stay finite
-    n = int((target >= 0).sum())
-    loss = F.cross_entropy(scores, target, ignore_index=-1) if n else None
+    has_target = (target >= 0).any(dim=1)
+    n = int(has_target.sum())
+    if not n:
+        return None, state.detach(), 0
+    scores, target = scores[has_target], target[has_target]
+    log_p = scores.log_softmax(dim=-1).gather(1, target.clamp(min=0))
+    w = weights * (target >= 0)
+    loss = (-(w * log_p).sum(1) / w.sum(1)).mean()
     return loss, state.detach(), n
 
 
@@ -236,16 +254,21 @@ def history_mask(
 def candidate_set(
     target: torch.Tensor, n_items: int, negatives: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Softmax candidates: every item (full softmax) when the catalog has at most ``negatives`` items,
-    else the window's targets plus ``negatives`` uniform samples of the rest (sampled softmax).
+    """Softmax candidates for targets ``[P, k]`` (item rows, -1 for none): every item (full softmax) when
+    the catalog has at most ``negatives`` items, else the targets plus ``negatives`` uniform samples of
+    the rest (sampled softmax).
 
-    Returns (candidate item rows, each target's column, logit correction). A sampled item stands for
-    (others / sampled) items, so its logit gets + log of that ratio: an unbiased estimate of the full
-    softmax's normaliser (Jean et al. 2015); targets are in the set for sure and get no correction.
+    Returns (candidate item rows, each target's column (-1 stays -1), logit correction). A sampled item
+    stands for (others / sampled) items, so its logit gets + log of that ratio: an unbiased estimate of
+    the full softmax's normaliser (Jean et al. 2015); targets are in the set for sure and get no
+    correction.
     """
     if n_items <= negatives:
         return torch.arange(n_items), target, torch.zeros(n_items)
-    positives, column = torch.unique(target, return_inverse=True)
+    real = target >= 0
+    positives, inverse = torch.unique(target[real], return_inverse=True)
+    column = torch.full_like(target, -1)
+    column[real] = inverse
     drawn = torch.randint(0, n_items, (negatives,))
     others = torch.ones(n_items, dtype=torch.bool)
     others[positives] = False
@@ -256,7 +279,13 @@ def candidate_set(
 
 
 def run_epoch(
-    model: InterestModel, opt: torch.optim.Optimizer, data: TrainingData, cfg: TrainConfig, rng, progress: bool
+    model: InterestModel,
+    opt: torch.optim.Optimizer,
+    data: TrainingData,
+    cfg: TrainConfig,
+    rng,
+    progress: bool,
+    average: AveragedModel | None = None,
 ) -> float:
     """One pass over a random segment of at most ``cfg.segment`` events of every user.
 
@@ -274,6 +303,7 @@ def run_epoch(
     batches = [order[i : i + cfg.batch_users] for i in range(0, len(order), cfg.batch_users)]
     rng.shuffle(batches)
     total, count = 0.0, 0
+    weights = cfg.future_decay ** torch.arange(cfg.future_runs, dtype=torch.float32)
     n_windows = sum(-(-int(seg_len[b].max()) // cfg.window) for b in batches)
     bar = tqdm(total=n_windows, desc="train", unit="win", leave=False, disable=not progress)
     for rows in batches:
@@ -293,7 +323,7 @@ def run_epoch(
             state = state[:n]
             loss, state, n_targets = window_loss(
                 model, data, segment.index[:n, lo : lo + cfg.window], segment.valid[:n, lo : lo + cfg.window],
-                state, None if seen is None else seen[:n], cfg.negatives,
+                state, None if seen is None else seen[:n], cfg.negatives, weights,
             )  # fmt: skip
             bar.update(1)
             if loss is None:
@@ -302,6 +332,8 @@ def run_epoch(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
+            if average is not None:
+                average.update_parameters(model)
             total, count = total + loss.item() * n_targets, count + n_targets
     bar.close()
     return total / max(count, 1)
@@ -321,6 +353,12 @@ def optimizer(
     # a decaying rate: big steps early, then epochs that differ less from each other, so the early
     # stopping choice depends less on noise
     return opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
+
+
+def averaged(model: InterestModel, cfg: TrainConfig) -> AveragedModel | None:
+    if not cfg.ema_decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=False)
 
 
 def train(data: TrainingData, config: ModelConfig, cfg: TrainConfig, progress: bool = True) -> TrainResult:
@@ -379,16 +417,19 @@ def train_member(
     # members training side by side (``member`` k) show one epoch bar each, on line k
     label, line_no = ("", 0) if member is None else (f"member {member + 1} ", member)
     bars = progress and member is None
+    data = dataclasses.replace(data, targets=future_run_items(data.seqs, data.usable, cfg.future_runs))
     model = build_member(data, config)
     opt, schedule = optimizer(model, cfg)
+    average = averaged(model, cfg)
     best, best_state, best_vectors, epochs, since_best = -1.0, None, None, [], 0
     started = time.perf_counter()
     epoch_bar = tqdm(range(1, cfg.epochs + 1), desc=f"{label}epochs", unit="ep", position=line_no, disable=not progress)
     for epoch in epoch_bar:
         t0 = time.perf_counter()
-        loss = run_epoch(model, opt, data, cfg, rng, bars)
+        loss = run_epoch(model, opt, data, cfg, rng, bars, average)
         schedule.step()
-        vectors = validation_vectors(model, data)
+        judged = model if average is None else average.module
+        vectors = validation_vectors(judged, data)
         val = vectors.metrics(data)
         epochs.append({"epoch": epoch, "loss": loss, **{f"val_{k}": v for k, v in val.items()},
                        "seconds": time.perf_counter() - t0})  # fmt: skip
@@ -396,7 +437,7 @@ def train_member(
             tqdm.write(f"epoch {epoch}: loss {loss:.4f}  val HR@10 {val['hr@10']:.4f}  NDCG@10 {val['ndcg@10']:.4f}")
         epoch_bar.set_postfix_str(f"loss {loss:.3f}, val NDCG@10 {val['ndcg@10']:.4f}", refresh=False)
         if val["ndcg@10"] > best:
-            best, best_state, best_vectors, since_best = val["ndcg@10"], copy.deepcopy(model.state_dict()), vectors, 0
+            best, best_state, best_vectors, since_best = val["ndcg@10"], copy.deepcopy(judged.state_dict()), vectors, 0
         else:
             since_best += 1
             if since_best >= cfg.patience:
@@ -405,8 +446,8 @@ def train_member(
     best_epoch = max(epochs, key=lambda e: e["val_ndcg@10"])["epoch"]
     model.load_state_dict(best_state)
     usable = data.seqs.train_mask(holdout=1)
-    with_val = dataclasses.replace(data, usable=usable, targets=next_run_item(data.seqs, usable))
-    validation_adds = float((with_val.targets >= 0).sum() / max(1, (data.targets >= 0).sum()) - 1)
+    with_val = dataclasses.replace(data, usable=usable, targets=future_run_items(data.seqs, usable, cfg.future_runs))
+    validation_adds = float((with_val.targets[:, 0] >= 0).sum() / max(1, (data.targets[:, 0] >= 0).sum()) - 1)
     retrain = cfg.retrain if cfg.retrain is not None else validation_adds >= cfg.retrain_above
     final_fit = "retrain" if retrain else "refit"
     if retrain:
@@ -420,10 +461,11 @@ def train_member(
         trained[data.seqs.item[usable]] = 1.0
         model.item_has_id.copy_(torch.from_numpy(trained))
         final_epochs = range(best_epoch + 1, best_epoch + cfg.refit_epochs + 1)
+    average = averaged(model, cfg)
     refit_epochs = []
     for epoch in tqdm(final_epochs, desc=f"{label}{final_fit}", unit="ep", position=line_no, disable=not progress):
         t0 = time.perf_counter()
-        loss = run_epoch(model, opt, with_val, cfg, rng, bars)
+        loss = run_epoch(model, opt, with_val, cfg, rng, bars, average)
         if retrain:
             schedule.step()
         refit_epochs.append({"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - t0})
@@ -437,7 +479,8 @@ def train_member(
         "train_seconds": time.perf_counter() - started,
         "train_config": asdict(cfg),
     }
-    return TrainResult(model=model.eval(), history=history, validation=best_vectors)
+    final = model if average is None else average.module
+    return TrainResult(model=final.eval(), history=history, validation=best_vectors)
 
 
 def train_files(
@@ -451,12 +494,13 @@ def train_files(
     cache_dir: str | os.PathLike = "var/cache/embeddings",
     model_overrides: dict | None = None,
     progress: bool = True,
+    until: int | None = None,
 ) -> dict:
     """``istream train``: data -> model -> checkpoint directory; returns the training history."""
     started = time.perf_counter()
     torch.set_num_threads(cfg.threads)
     encoder = CommentEncoder.from_pretrained(encoder_path, max_length=encoder_max_length)
-    data = load_training_data(events, items, encoder, EmbeddingCache(cache_dir), progress)
+    data = load_training_data(events, items, encoder, EmbeddingCache(cache_dir), progress, until)
     config = ModelConfig(
         n_items=len(data.item_ids),
         text_dim=encoder.dim,
@@ -474,6 +518,8 @@ def train_files(
             "events_used": len(data.seqs.item),
             "train_events": int(data.usable.sum()),
             "n_items": len(data.item_ids),
+            # the newest event training saw: `istream evaluate` judges every later one prequentially
+            "trained_until": int(data.seqs.ts.max()),
             "comment_texts": len(data.seqs.texts),
             "item_text_sources": asdict(data.text_sources),
         },

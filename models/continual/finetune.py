@@ -27,7 +27,7 @@ from models.datasets.jsonl import events_to_columns
 from models.ensemble import Model, assemble, members_of
 from models.exceptions import TrainingError
 from models.interest_model import InterestModel, ModelConfig
-from models.sequences import build_sequences, next_run_item
+from models.sequences import build_sequences, future_run_items
 from models.text_features import ItemTextSources, comment_table, item_text_embeddings
 from models.train import TrainConfig, TrainingData, run_epoch
 
@@ -98,15 +98,16 @@ def grow_member(member: InterestModel, config: ModelConfig, new_text: np.ndarray
     return grown
 
 
-def training_data(events: list[dict], table: ItemTable, text: TextContext) -> TrainingData:
-    """Every event trains (the held-out slice was cut off before); item text stays the model's."""
+def training_data(events: list[dict], table: ItemTable, text: TextContext, runs: int) -> TrainingData:
+    """Every event trains (the held-out slice was cut off before), on the items of its next ``runs`` runs;
+    item text stays the model's."""
     seqs = build_sequences(events_to_columns(events), {item: row for row, item in enumerate(table.item_ids)})
     usable = np.ones(len(seqs.item), dtype=bool)
     return TrainingData(
         item_ids=table.item_ids,
         seqs=seqs,
         usable=usable,
-        targets=next_run_item(seqs, usable),
+        targets=future_run_items(seqs, usable, runs),
         comments=torch.from_numpy(comment_table(seqs, text.encoder, text.cache, progress=False)),
         item_text_emb=table.model.item_text_emb.numpy(),
         text_sources=table.new_item_text,
@@ -137,7 +138,7 @@ def fine_tune(table: ItemTable, events: list[dict], cfg: FinetuneConfig, text: T
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model = copy.deepcopy(table.model)
-    data = training_data(events, table, text)
+    data = training_data(events, table, text, cfg.train_config().future_runs)
     if not (data.targets >= 0).any():
         raise TrainingError("no event of the fine-tuning data has a next item to learn")
     # each member on its own, as it was trained; items the data touches get a trainable id embedding

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO
 
@@ -74,6 +74,11 @@ class EventColumns:
     ts: np.ndarray  # int64 epoch ms
     rating: np.ndarray  # float32
     text: np.ndarray
+
+    def before(self, ts: int) -> EventColumns:
+        """The events older than ``ts`` (epoch ms)."""
+        keep = self.ts < ts
+        return EventColumns(**{f.name: getattr(self, f.name)[keep] for f in fields(self)})
 
     def __len__(self) -> int:
         return len(self.ts)

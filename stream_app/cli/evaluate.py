@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -21,6 +22,17 @@ def table(result: dict, extra: dict) -> str:
     lines = [f"{'model':<{width}}  HR@10   NDCG@10"]
     lines += [f"{name:<{width}}  {m['hr@10']:.4f}  {m['ndcg@10']:.4f}" for name, m in rows]
     lines.append(f"{result['users']} users, {result['items']} items")
+    lines += ["", "test split by history length (events before the target):", *bucket_table(result["buckets"])]
+    pq = result.get("prequential")
+    if pq:
+        last = datetime.fromtimestamp((pq["since"] - 1) / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        lines += ["", f"prequential: {pq['predictions']} predictions, every run after the model's newest training "
+                  f"event ({last} UTC), each from the user's state before it, as a live worker is judged"]  # fmt: skip
+        names = ["model", *result["baselines"]]
+        lines += [f"{name:<{width}}  {pq[name]['hr@10']:.4f}  {pq[name]['ndcg@10']:.4f}" for name in names]
+        lines += ["prequential by history length:", *bucket_table(pq["buckets"])]
+    else:
+        lines += ["", "prequential: no event after the model's training data (train with --until to hold some out)"]
     sentiment = extra.get("sentiment")
     if sentiment:
         lines.append(
@@ -29,6 +41,17 @@ def table(result: dict, extra: dict) -> str:
             f"({sentiment['positive_users']} users)"
         )
     return "\n".join(lines)
+
+
+def bucket_table(buckets: list[dict]) -> list[str]:
+    names = [name for name in buckets[0] if name not in ("bucket", "n")]
+    head = f"{'events':>7} {'n':>6}  " + "  ".join(f"{name[:20]:>20}" for name in names)
+    rows = [
+        f"{b['bucket']:>7} {b['n']:>6}  "
+        + "  ".join(f"{b[name]['hr@10']:>9.4f} {b[name]['ndcg@10']:>10.4f}" for name in names)
+        for b in buckets
+    ]
+    return [head, f"{'':>15}" + "  ".join(f"{'HR@10':>9} {'NDCG@10':>10}" for _ in names), *rows]
 
 
 @click.command()

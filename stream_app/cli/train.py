@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -9,6 +10,24 @@ import click
 from stream_app.cli.common import make_settings
 
 _in_file = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
+
+
+class Moment(click.ParamType):
+    """A point in time: a UTC date (``2016-06-01``), date and time (``2016-06-01T12:00``) or epoch ms."""
+
+    name = "DATE"
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int):
+            return value
+        if value.isdigit():
+            return int(value)
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a date (2016-06-01, 2016-06-01T12:00) nor epoch milliseconds", param, ctx)
+        return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+
 
 # --without value -> ModelConfig switch turned off
 ABLATIONS = {"comment-text": "use_comment_text", "long-term": "use_long_term", "item-text": "use_item_text"}
@@ -47,6 +66,12 @@ JOBS_HELP = "members trained at once, each in its own process (0: one per member
     "(twice the training time), or refit the chosen model on them for 2 epochs  [default: retrain when the "
     "validation items add 10% or more to the training targets, i.e. short histories]",
 )
+@click.option(
+    "--until",
+    type=Moment(),
+    help="train on the events before this time only (UTC date or epoch ms); `istream evaluate` then judges "
+    "every later event prequentially, as a live worker would be",
+)
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def train(
     events: Path,
@@ -62,6 +87,7 @@ def train(
     jobs: int,
     without: tuple[str, ...],
     retrain: bool | None,
+    until: int | None,
     quiet: bool,
 ) -> None:
     """Train the interest model (chronological leave-one-out, early stopping on validation NDCG@10)."""
@@ -91,6 +117,7 @@ def train(
                 **({"members": members} if members else {}),
             },
             progress=not quiet,
+            until=until,
         )
     except (DatasetError, ModelError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from models.datasets.jsonl import events_to_columns
-from models.ranking import baselines, hit_ndcg, split, target_ranks, vector_ranks
-from models.sequences import build_sequences, next_run_item
+from models.ranking import Prequential, baselines, by_bucket, hit_ndcg, split, target_ranks, vector_ranks
+from models.sequences import build_sequences, future_run_items
 
 ITEMS = ["A", "B", "C", "D", "E"]
 STREAMS = {
@@ -46,7 +46,7 @@ def test_training_never_sees_validation_or_test(seqs) -> None:
     kept = {seqs.user_ids[u]: [ITEMS[i] for i in seqs.item[seqs.offsets[u] : seqs.offsets[u + 1]][
         usable[seqs.offsets[u] : seqs.offsets[u + 1]]]] for u in range(len(seqs))}  # fmt: skip
     assert kept == {"u1": ["A", "A"], "u2": ["A"], "u3": ["A", "B"], "u4": ["C", "C", "C", "D"], "u5": ["B", "C"]}
-    targets = next_run_item(seqs, usable)
+    targets = future_run_items(seqs, usable, 1)[:, 0]
     start = seqs.offsets[4]  # u5: B -> C; C's next item D is validation, not a target
     assert list(targets[start : start + 4]) == [INDEX["C"], -1, -1, -1]
     start = seqs.offsets[3]  # u4: every C event predicts D
@@ -82,3 +82,35 @@ def test_model_ranking_excludes_history_and_counts_reconsumption_as_miss(seqs) -
 def test_ties_rank_the_target_first() -> None:
     scores = np.zeros((1, 4))
     assert target_ranks(scores, np.array([2]), [np.array([], dtype=np.int64)])[0] == 0
+
+
+def test_future_targets_are_the_next_runs_items(seqs) -> None:
+    usable = seqs.train_mask(holdout=1)  # u1, u2, u5 keep their last run out
+    future = future_run_items(seqs, usable, 3)
+    start = seqs.offsets[4]  # u5: B C D (E is the test run, not usable)
+    assert future[start : start + 3].tolist() == [[INDEX["C"], INDEX["D"], -1], [INDEX["D"], -1, -1], [-1] * 3]
+    start = seqs.offsets[0]  # u1: A A B (C held out); both A events predict B, then nothing usable
+    assert future[start : start + 3, 0].tolist() == [INDEX["B"], INDEX["B"], -1]
+    assert (future[seqs.offsets[1] - 1] == -1).all()  # a user's last event never predicts the next user's
+
+
+def test_prequential_judges_every_later_run_from_what_came_before(seqs) -> None:
+    # every run from ts 2000 on that is not its user's first: u1 B (ts 3000), C; u2 B, A; u3 B; u4 D; u5 C, D, E
+    pq = Prequential.of(seqs, since=2000)
+    assert [(seqs.user_ids[u], ITEMS[i]) for u, i in zip(pq.user, pq.target, strict=True)] == [
+        ("u1", "B"), ("u1", "C"), ("u2", "B"), ("u2", "A"), ("u3", "B"), ("u4", "D"), ("u5", "C"), ("u5", "D"),
+        ("u5", "E"),
+    ]  # fmt: skip
+    items = np.eye(5)
+    # a ranker that always prefers A > B > C > D > E: rank = earlier unseen items before the target
+    ranks = pq.ranks(seqs, 5, lambda lo, hi: np.tile([5.0, 4, 3, 2, 1], (hi - lo, 1)) @ items)
+    assert ranks.tolist() == [0, 0, 0, math.inf, 0, 2, 1, 1, 1]  # u2's A was had before: a miss
+    # baselines count what happened before ts 2000 only: the first event of each user
+    base = pq.baseline_ranks(seqs, 5)
+    # popularity A 3, B 1, C 1: u1 -> B ties with C (rank 0), u4 -> D (C had) is behind A and B
+    assert base["popularity"][[0, 5]].tolist() == [0, 2]
+    assert base["last-item transition"][[0, 5]].tolist() == [0, 2]  # no transition before ts 2000
+    prior = pq.history_end - seqs.offsets[pq.user]
+    buckets = by_bucket(prior, {"model": ranks, **base})
+    assert [b["n"] for b in buckets] == [6, 3, 0, 0, 0]
+    assert buckets[0]["model"] == pytest.approx(hit_ndcg(ranks[prior <= 2]))

@@ -221,7 +221,11 @@ def test_cli_train_and_evaluate(stream, trained, tmp_path) -> None:
         return subprocess.run([*istream, *args], capture_output=True, text=True, timeout=180, env=env)
 
     out = ["--out", str(tmp_path / "ckpt")]
-    trained_by_cli = run("train", *files, *out, "--epochs", "1", "--retrain", "--members", "1", "--quiet")
+    ts = sorted(json.loads(line)["ts"] for line in (root / "events.jsonl").read_text().splitlines())
+    until = ts[int(len(ts) * 0.8)]
+    trained_by_cli = run(
+        "train", *files, *out, "--epochs", "1", "--retrain", "--members", "1", "--until", str(until), "--quiet"
+    )
     assert trained_by_cli.returncode == 0, trained_by_cli.stderr
     assert "1 member(s), best epoch(s) 1," in trained_by_cli.stdout
     assert {"config.json", "model.pt", "items.json", "item_text_emb.npy", "history.json"} <= {
@@ -235,11 +239,25 @@ def test_cli_train_and_evaluate(stream, trained, tmp_path) -> None:
     history = json.loads((tmp_path / "ckpt" / "history.json").read_text())
     assert load_checkpoint(tmp_path / "ckpt").config.members == 1 and "members" not in history
     assert history["final_fit"] == "retrain" and [e["epoch"] for e in history["refit_epochs"]] == [1]
+    assert history["data"]["trained_until"] == max(t for t in ts if t < until)
     done = run("evaluate", "--model", str(trained["out"]), *files, "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert set(result) == {"hr@10", "ndcg@10", "baselines", "users", "items"}
+    assert set(result) == {"hr@10", "ndcg@10", "baselines", "users", "items", "buckets", "prequential"}
     assert set(result["baselines"]) == {"popularity", "last-item transition"}
+    assert [b["bucket"] for b in result["buckets"]] == ["1-2", "3-5", "6-10", "11-50", ">50"]
+    assert sum(b["n"] for b in result["buckets"]) == result["users"]
+    assert result["prequential"] is None  # trained on every event of the file: nothing is held out
+    held_out = run("evaluate", "--model", str(tmp_path / "ckpt"), *files, "--no-report")
+    assert held_out.returncode == 0, held_out.stderr
+    assert "prequential:" in held_out.stdout and "after the model's newest training event" in held_out.stdout
+    held_out_json = json.loads(run("evaluate", "--model", str(tmp_path / "ckpt"), *files, "--json").stdout)
+    pq = held_out_json["prequential"]
+    assert (
+        pq["since"] == history["data"]["trained_until"] + 1
+        and pq["predictions"] == sum(b["n"] for b in pq["buckets"]) > 0
+    )
+    assert {"model", "popularity", "last-item transition"} <= set(pq)
     assert result["users"] == 150 and result["items"] == 240
     assert result["ndcg@10"] > result["baselines"]["popularity"]["ndcg@10"]
     for name in ("report.png", "report.md", "metrics.json"):
@@ -259,14 +277,15 @@ def test_history_mask_is_what_each_position_already_had(full) -> None:
     item = rng.integers(0, n_items, offsets[-1])  # repeats within and across windows
     seqs = Sequences(
         user_ids=["a", "b", "c"], offsets=offsets, item=item, event_type=item * 0, rating=item * 0.0,
-        gap_s=item * 0.0, text_row=item * 0 - 1, run=np.arange(len(item)), texts=[],
+        gap_s=item * 0.0, text_row=item * 0 - 1, run=np.arange(len(item)), texts=[], ts=np.arange(len(item)),
     )  # fmt: skip
     batch = pad(offsets[:-1], offsets[1:])
     seen = first_seen(seqs, batch, n_items)
     lo, width = 8, 16  # a window that starts mid-sequence and that the last user leaves early
     index, valid = batch.index[:, lo : lo + width], batch.valid[:, lo : lo + width]
     b, t = (torch.from_numpy(x) for x in np.nonzero(valid))
-    candidates, _, _ = candidate_set(torch.from_numpy(item[index[valid]]), n_items, n_items if full else 8)
+    targets = torch.from_numpy(item[index[valid]]).unsqueeze(-1)
+    candidates, _, _ = candidate_set(targets, n_items, n_items if full else 8)
     mask = history_mask(seen, candidates, index, valid, item, b, t, full)
     expected = seen[:, candidates][b] <= torch.from_numpy(index)[b, t].unsqueeze(-1)
     assert mask.dtype == torch.bool and mask.shape == (len(b), len(candidates))
