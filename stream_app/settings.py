@@ -126,7 +126,22 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(10, ge=1, description="Recommendations per update.")
     lateness_ms: int = Field(
-        86_400_000, ge=0, description="Events older than the user's newest by more than this go to dead-letter."
+        86_400_000,
+        ge=0,
+        description="Events older than the user's newest by more than this go to dead-letter (`late`); younger "
+        "ones are applied in arrival order (event-time policy: stream_app/worker/event_time.py).",
+    )
+    future_skew_ms: int = Field(
+        300_000,
+        ge=0,
+        description="Events stamped more than this ahead of the worker's clock go to dead-letter (`future`).",
+    )
+    recent_ids: int = Field(
+        64,
+        ge=1,
+        le=65535,
+        description="Newest event ids each user's state remembers (16 B each) to drop events sent twice whatever "
+        "their ts; redeliveries by Kafka are dropped by offset, whatever their number.",
     )
     state_window: int = Field(32, ge=1, le=65535, description="Recent events kept per user to rebuild its state.")
     seen_items: int = Field(100, ge=0, le=65535, description="Recently seen items kept per user (not recommended).")

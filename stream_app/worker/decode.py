@@ -20,6 +20,7 @@ class RawRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: int = -1  # the record's timestamp, epoch ms (-1: none)
 
 
 @dataclass(frozen=True, slots=True)

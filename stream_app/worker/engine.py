@@ -27,6 +27,7 @@ from stream_app import topics
 from stream_app.contracts import ContractError, decode_item
 from stream_app.settings import Settings
 from stream_app.worker.decode import RawRecord, dead_letter
+from stream_app.worker.event_time import EventTimePolicy
 from stream_app.worker.feeds import TopicFeed
 from stream_app.worker.hot_swap import ModelSwapper
 from stream_app.worker.item_index import Catalog, ItemIndex
@@ -44,10 +45,10 @@ log = logging.getLogger(__name__)
 def pipeline_config(settings: Settings) -> PipelineConfig:
     return PipelineConfig(
         top_k=settings.top_k,
-        lateness_ms=settings.lateness_ms,
         window=settings.state_window,
         seen=settings.seen_items,
         cold_start_events=settings.cold_start_events,
+        event_time=EventTimePolicy(settings.lateness_ms, settings.future_skew_ms, settings.recent_ids),
     )
 
 
@@ -184,7 +185,10 @@ class WorkerEngine:
         write calls ``on_write_failure`` (the agent exits: nothing of that batch is committed)."""
         self.between_batches()
         states = BatchStates(table, events)
-        records = [RawRecord(m.topic, m.partition, m.offset, m.key, m.value) for m in (e.message for e in events)]
+        records = [
+            RawRecord(m.topic, m.partition, m.offset, m.key, m.value, int(m.timestamp * 1000))
+            for m in (e.message for e in events)
+        ]
         generation = self.state_cache.generation
         result = process_batch(records, states.load, self.serving, self.trending, self.config, self.state_cache)
         await self.settle()  # the previous batch's outputs and states go first

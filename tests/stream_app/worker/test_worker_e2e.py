@@ -86,7 +86,7 @@ def _event_ids(messages) -> list[str]:
 def test_a_redelivered_slice_changes_nothing_and_emits_nothing(settings, topics, registry, runtime, tmp_path):
     events = make_events(runtime.item_ids, n_users=10, per_user=10, seed=23)
     # fresh users after the duplicates, in both partitions: their outputs show the worker got past them
-    markers = make_events(runtime.item_ids, n_users=8, per_user=1, seed=24, t0=1_800_000_000_000)
+    markers = make_events(runtime.item_ids, n_users=8, per_user=1, seed=24, t0=1_760_000_000_000)
     markers = [msgspec.structs.replace(m, user_id=f"marker-{i}") for i, m in enumerate(markers)]
     with WorkerProcess(settings, registry, tmp_path / "state", tmp_path / "worker.log") as worker:
         produce_events(settings, topics["events"], events)
@@ -268,7 +268,7 @@ def test_hot_swap_under_load_switches_versions_rebuilds_states_and_refuses_bad_b
     other = load_runtime(other_bundle)
     # no comments: the window keeps comment embeddings as float16, which would blur the exact check
     events = [e for e in make_events(runtime.item_ids, n_users=16, per_user=28, seed=29) if e.text is None]
-    tail = make_events(runtime.item_ids, n_users=16, per_user=2, seed=30, t0=1_800_000_000_000)
+    tail = make_events(runtime.item_ids, n_users=16, per_user=2, seed=30, t0=1_760_000_000_000)
     tail = [msgspec.structs.replace(e, user_id=f"tail-{e.user_id}") for e in tail]
     with WorkerProcess(settings, registry, tmp_path / "state", tmp_path / "worker.log") as worker:
         v2 = reg.publish(other_bundle)
