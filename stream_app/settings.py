@@ -124,6 +124,11 @@ class Settings(BaseSettings):
         description="Each changelog write ends every partition with a one-record batch: Tansu's high watermark "
         "counts a batch as one record, so table recovery would stop short. Turn off on Apache Kafka.",
     )
+    misrouted: Literal["forward", "deadletter"] = Field(
+        "forward",
+        description="An event or tombstone off its user's partition (murmur2 of the key, as the client and Java "
+        "producers pick): forward it there, or dead-letter it (`misrouted`). Counted either way.",
+    )
     top_k: int = Field(10, ge=1, description="Recommendations per update.")
     lateness_ms: int = Field(
         86_400_000,

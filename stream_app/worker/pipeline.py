@@ -27,6 +27,7 @@ from stream_app.contracts.float_json import DECIMALS
 from stream_app.worker.decode import Incoming, RawRecord, Rejected, dead_letter, decode_records, group_by_user
 from stream_app.worker.event_time import EventTimePolicy, Reject, Verdict, decide, forget, remember
 from stream_app.worker.item_index import ItemEmbedder, ItemIndex
+from stream_app.worker.routing import partition_of, split_misrouted
 from stream_app.worker.state_cache import NOT_CACHED, StateCache
 from stream_app.worker.state_codec import (
     RecentEvent,
@@ -79,13 +80,16 @@ class PipelineConfig:
     seen: int = 100
     cold_start_events: int = 0
     event_time: EventTimePolicy = field(default_factory=EventTimePolicy)
+    partitions: int = 0  # of the events topic: records off their user's partition are misrouted (0: no check)
+    misrouted: str = "forward"  # or "deadletter" (routing.MISROUTED_ACTIONS)
 
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    kind: str  # topics.VECTORS / RECOMMENDATIONS / DEADLETTER
+    kind: str  # topics.VECTORS / RECOMMENDATIONS / DEADLETTER, or EVENTS (a misrouted record forwarded)
     key: bytes | None
     value: bytes | None
+    partition: int = -1  # -1: the producer's partitioner picks
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +428,16 @@ def process_batch(
     t0 = clock()
     accepted, rejected = decode_records(list(records))
     result.counts["in"] = len(records)
+    accepted, misrouted = split_misrouted(accepted, config.partitions)
+    for item in misrouted:
+        key, partition = item.record.key, item.record.partition
+        home = partition_of(key, config.partitions)
+        if config.misrouted == "forward":
+            result.outputs.append(Output(topics.EVENTS, key, item.record.value, home))
+        else:
+            error = f"user {item.user_id!r} belongs to partition {home} (murmur2 of the key), not {partition}"
+            rejected.append(dead_letter(item.record, "misrouted", error))
+        result.counts["misrouted"] += 1
     for r in rejected:
         result.dead_letter_reasons[r.letter.reason] += 1
     groups = group_by_user(accepted)

@@ -198,3 +198,25 @@ def test_unreadable_stored_state_restarts_the_user(runtime):
     np.testing.assert_allclose(
         decode_state(run.states["user-0"]).state, stepwise_reference(runtime, events).states["user-0"], atol=1e-5
     )
+
+
+@pytest.mark.parametrize("action", ["forward", "deadletter"])
+def test_records_off_their_users_partition_are_forwarded_or_dead_lettered(runtime, action):
+    from stream_app.worker.routing import partition_of
+
+    config = PipelineConfig(top_k=3, partitions=8, misrouted=action)
+    run = InProcessRun(runtime, config)
+    event = Event(event_id="e1", user_id="u42", item_id=runtime.item_ids[0], type="click", ts=1_700_000_000_000)
+    home = partition_of(b"u42", 8)
+    assert home == 7  # what kcat -X partitioner=murmur2_random and the client pick (tests/deploy/test_kcat.py)
+    value = msgspec.json.encode(event)
+    away = [RawRecord("t.events", 6, 0, b"u42", value), RawRecord("t.events", 6, 1, b"u42", None)]
+    result = run.batch([*away, RawRecord("t.events", home, 0, b"u42", value)])
+    assert result.counts["misrouted"] == 2 and result.counts["applied"] == 1  # the copy at home applies
+    if action == "forward":
+        forwarded = [o for o in result.outputs if o.kind == topics.EVENTS]
+        assert [(o.key, o.value, o.partition) for o in forwarded] == [(b"u42", value, 7), (b"u42", None, 7)]
+    else:
+        letters = _outputs([result], topics.DEADLETTER, DeadLetter)
+        assert [(d.reason, d.partition, d.offset) for d in letters] == [("misrouted", 6, 0), ("misrouted", 6, 1)]
+        assert "belongs to partition 7" in letters[0].error
