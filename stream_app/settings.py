@@ -144,9 +144,15 @@ class Settings(BaseSettings):
     recent_ids: int = Field(
         64,
         ge=1,
-        le=65535,
-        description="Newest event ids each user's state remembers (16 B each) to drop events sent twice whatever "
-        "their ts; redeliveries by Kafka are dropped by offset, whatever their number.",
+        le=4096,
+        description="Event ids each user's state remembers at least (16 B each), to drop an event sent twice "
+        "whatever its ts; redeliveries by Kafka are dropped by offset, whatever their number.",
+    )
+    id_horizon_ms: int = Field(
+        300_000,
+        ge=0,
+        description="Event ids within this of the user's newest event are all remembered too (up to 4,096): "
+        "bursts in one millisecond sent twice are dropped whole. Default: librdkafka's delivery timeout.",
     )
     state_window: int = Field(32, ge=1, le=65535, description="Recent events kept per user to rebuild its state.")
     seen_items: int = Field(100, ge=0, le=65535, description="Recently seen items kept per user (not recommended).")

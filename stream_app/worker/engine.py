@@ -51,7 +51,9 @@ def pipeline_config(settings: Settings, partitions: int = 0) -> PipelineConfig:
         window=settings.state_window,
         seen=settings.seen_items,
         cold_start_events=settings.cold_start_events,
-        event_time=EventTimePolicy(settings.lateness_ms, settings.future_skew_ms, settings.recent_ids),
+        event_time=EventTimePolicy(
+            settings.lateness_ms, settings.future_skew_ms, settings.recent_ids, settings.id_horizon_ms
+        ),
         partitions=partitions,
         misrouted=settings.misrouted,
     )

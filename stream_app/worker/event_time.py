@@ -6,9 +6,9 @@
    (``last_offset``; a user's records all live in one partition, whose offsets only grow). A crash or
    a rebalance replays records after the last commit: they are dropped whatever their ts or how many
    share one millisecond, and nothing cascades.
-2. **Known event id** (``DUPLICATE``): the id is one of the user's ``recent_ids`` newest applied
-   ones: a producer that sent an event twice (a retry without idempotence, a replayed file, a
-   forwarded misrouted record sent again), whatever the copy's ts.
+2. **Known event id** (``DUPLICATE``): the id is one the user's id memory holds (below): a producer
+   that sent an event twice (a retry without idempotence, a replayed file, a forwarded misrouted
+   record sent again), whatever the copy's ts.
 3. Forget requests (a ``forget`` event or a tombstone) are **applied**, whatever their ts: the user's
    state becomes a marker (``forgotten_at`` = the later of the request's time, capped at the worker's
    clock, and the user's newest event; a tombstone's time is its record timestamp) and its outputs get
@@ -25,11 +25,15 @@
    producer, e.g. web and mobile, a few seconds apart) is stepped with a gap of 0 s and does not
    move ``last_ts``.
 
-The id memory keeps the ``recent_ids`` newest applied ids with their ts (oldest let go first), so
-any applied event newer than ``id_floor_ts`` is still in it: an unknown id newer than the floor was
-never applied. The one case left to chance is a copy of a let-go id with exactly the user's newest
-ts (rule 8 applies it: sources emit many events in one millisecond, and those must apply);
-redeliveries from Kafka never reach it (rule 1).
+The id memory lets an id go only once it is both older than ``id_horizon_ms`` before the user's
+newest event and followed by ``recent_ids`` newer ones, and at most ``MAX_REMEMBERED`` are kept: a
+slow user's last 64 ids stay however old (a copy sent hours later is still known), a burst of
+1,000 events in one millisecond is remembered whole for the horizon (5 minutes: librdkafka's
+``delivery.timeout.ms``, the longest a producer retries a record). Any applied event newer than
+``id_floor_ts`` is still in the memory, so an unknown id newer than the floor was never applied. The
+one case left to chance is a copy of a let-go id with exactly the user's newest ts (rule 8 applies
+it: sources emit many events in one millisecond, and those must apply); redeliveries from Kafka
+never reach it (rule 1).
 """
 
 from __future__ import annotations
@@ -54,11 +58,16 @@ class Reject:
     error: str
 
 
+# 16 bytes an id: a user's id memory never passes 64 KiB (the state codec counts ids in a u16)
+MAX_REMEMBERED = 4096
+
+
 @dataclass(frozen=True)
 class EventTimePolicy:
     lateness_ms: int = 86_400_000
     future_skew_ms: int = 300_000
     recent_ids: int = 64
+    id_horizon_ms: int = 300_000
 
 
 def decide(
@@ -113,8 +122,11 @@ def remember(state: UserState, event: Event, offset: int, policy: EventTimePolic
     state.last_offset = max(state.last_offset, offset)
     state.id_hashes.append(id_hash(event.event_id))
     state.id_ts.append(event.ts)
-    cut = len(state.id_hashes) - policy.recent_ids
-    if cut > 0:
+    kept, horizon = len(state.id_ts), state.last_ts - policy.id_horizon_ms
+    cut = 0
+    while kept - cut > policy.recent_ids and (state.id_ts[cut] < horizon or kept - cut > MAX_REMEMBERED):
+        cut += 1
+    if cut:
         state.id_floor_ts = max(state.id_floor_ts, *state.id_ts[:cut])
         del state.id_hashes[:cut], state.id_ts[:cut]
     return gap

@@ -43,8 +43,8 @@ ids and its window's, all at ``last_ts``, with ``last_offset`` unknown and ``id_
 than risked as a redelivery.
 
 Event ids are remembered as 8-byte hashes: 16 bytes an id with its ts, whatever the id's length
-(36-character UUIDs took 37). Two distinct ids of one user's memory collide with probability about
-N / 2^64 per event. Comment embeddings are L2-normalised vectors; float16 keeps them to 2 bytes a
+(36-character UUIDs took 37). A new id collides with one of the N a user's memory holds with
+probability about N / 2^64. Comment embeddings are L2-normalised vectors; float16 keeps them to 2 bytes a
 value, far inside the tolerance a rebuilt state needs. A new layout gets a new version byte and a
 decoder next to ``_decode_v3``. Every failure is a ``StateCodecError``.
 """

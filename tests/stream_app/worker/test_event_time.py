@@ -3,12 +3,12 @@
 import pytest
 
 from stream_app.contracts import Event
-from stream_app.worker.event_time import EventTimePolicy, Reject, Verdict, decide, forget, remember
+from stream_app.worker.event_time import MAX_REMEMBERED, EventTimePolicy, Reject, Verdict, decide, forget, remember
 from stream_app.worker.state_codec import UserState, decode_state, encode_state
 
 HOUR = 3_600_000
 NOW = 1_765_000_000_000
-POLICY = EventTimePolicy(lateness_ms=HOUR, future_skew_ms=300_000, recent_ids=4)
+POLICY = EventTimePolicy(lateness_ms=HOUR, future_skew_ms=300_000, recent_ids=4, id_horizon_ms=0)
 
 
 def _event(event_id: str, ts: int, type: str = "click") -> Event:
@@ -30,7 +30,7 @@ def _reason(verdict) -> str | None:
 
 def test_a_redelivered_record_is_a_duplicate_whatever_its_id_or_ts():
     state = _apply(None, [_event(f"e{i}", NOW - HOUR // 2) for i in range(1000)])  # 1,000 in one millisecond
-    assert state.last_offset == 999 and len(state.id_hashes) == POLICY.recent_ids
+    assert state.last_offset == 999 and len(state.id_hashes) == 1000  # all at the newest ts: none let go
     for offset in (0, 500, 999):
         assert decide(state, _event(f"e{offset}", NOW - HOUR // 2), offset, NOW, POLICY) is Verdict.DUPLICATE
     # a new event in the same millisecond, at a new offset, applies: nothing cascades
@@ -92,12 +92,24 @@ def test_a_tombstone_is_applied_even_for_an_unknown_user_and_is_capped_at_the_cl
 
 
 @pytest.mark.parametrize("n", [257, 1000])
-def test_same_millisecond_bursts_sent_again_are_all_duplicates_while_the_memory_holds_them(n):
-    # issue 17 case 3 on the producer side: with a memory of n ids, a burst of n sent again changes nothing
-    policy = EventTimePolicy(lateness_ms=HOUR, recent_ids=n)
+def test_same_millisecond_bursts_sent_again_are_all_duplicates(n):
+    # issue 17 case 3, the copies sent again by a producer (new offsets): nothing applies twice
+    policy = EventTimePolicy(lateness_ms=HOUR)
     state = UserState.empty("v1", 4)
     burst = [_event(f"e{i}", NOW - 1000) for i in range(n)]
     for i, e in enumerate(burst):
         assert decide(state, e, i, NOW, policy) is Verdict.APPLY
         remember(state, e, i, policy)
     assert all(decide(state, e, n + i, NOW, policy) is Verdict.DUPLICATE for i, e in enumerate(burst))
+    # once the user moves on past the horizon, the burst's ids go but for the newest recent_ids
+    later = _event("later", NOW - 1000 + policy.id_horizon_ms + 1)
+    remember(state, later, 2 * n, policy)
+    assert len(state.id_hashes) == policy.recent_ids and state.id_floor_ts == NOW - 1000
+
+
+def test_the_id_memory_is_bounded():
+    policy = EventTimePolicy(lateness_ms=HOUR)
+    state = UserState.empty("v1", 4)
+    for i in range(MAX_REMEMBERED + 10):
+        remember(state, _event(f"e{i}", NOW - 1000), i, policy)
+    assert len(state.id_hashes) == MAX_REMEMBERED and len(encode_state(state)) < 16 * MAX_REMEMBERED + 200
