@@ -111,7 +111,7 @@ class Settings(BaseSettings):
         10_000,
         ge=0,
         description="Decoded states of the most recently served users kept in memory, so their next events skip the "
-        "state decode (about 26 KB a steady user: deploy/README.md, Sizing); 0 = off.",
+        "state decode (about 28 KB a steady user: deploy/README.md, Sizing); 0 = off.",
     )
     worker_commit_interval_s: float = Field(2.8, gt=0, description="Seconds between offset commits.")
     worker_event_loop: Literal["uvloop", "asyncio"] = Field(

@@ -141,5 +141,6 @@ def forget(state: UserState | None, event: Event | None, offset: int, record_ts:
         offset = max(offset, state.last_offset)
     marker = UserState("", UserState.empty("", 0).state, last_offset=offset, forgotten_at=at)
     if event is not None:  # a copy of this request, sent again later, must not erase the user again
-        marker.id_hashes, marker.id_ts = [id_hash(event.event_id)], [event.ts]
+        marker.id_hashes.append(id_hash(event.event_id))
+        marker.id_ts.append(event.ts)
     return marker

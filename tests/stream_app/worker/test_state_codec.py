@@ -8,6 +8,7 @@ from stream_app.worker.state_codec import (
     UserState,
     decode_state,
     encode_state,
+    id_array,
     id_hash,
 )
 
@@ -33,8 +34,8 @@ def _user(window: int = 32, seen: int = 100, state_dim: int = 192, seed: int = 0
         last_offset=987_654,
         forgotten_at=1_600_000_000_000,
         id_floor_ts=1_699_999_999_000,
-        id_hashes=[id_hash(f"e-{i}") for i in range(64)],
-        id_ts=[1_700_000_000_000 + i for i in range(64)],
+        id_hashes=id_array("Q", [id_hash(f"e-{i}") for i in range(64)]),
+        id_ts=id_array("q", [1_700_000_000_000 + i for i in range(64)]),
     )
 
 
@@ -45,7 +46,9 @@ def _assert_same(a: UserState, b: UserState, emb_atol: float = 0.0) -> None:
     assert a.model_version == b.model_version
     np.testing.assert_array_equal(a.state, b.state)
     assert b.state.dtype == np.float32
-    assert [getattr(a, m) for m in MARKS] == [getattr(b, m) for m in MARKS]
+    assert [list(getattr(a, m)) if m in ("id_hashes", "id_ts") else getattr(a, m) for m in MARKS] == [
+        list(getattr(b, m)) if m in ("id_hashes", "id_ts") else getattr(b, m) for m in MARKS
+    ]
     assert len(a.window) == len(b.window)
     for x, y in zip(a.window, b.window, strict=True):
         assert (x.event_id, x.item_id, x.event_type, x.has_text) == (y.event_id, y.item_id, y.event_type, y.has_text)
@@ -107,7 +110,8 @@ def test_states_written_by_older_codecs_still_decode_and_are_rewritten_as_versio
 
 def test_a_forgotten_users_marker_is_small_and_round_trips():
     marker = UserState("", np.zeros(0, dtype=np.float32), last_offset=42, forgotten_at=1_700_000_000_000)
-    marker.id_hashes, marker.id_ts = [id_hash("forget-1")], [1_700_000_000_000]
+    marker.id_hashes.append(id_hash("forget-1"))
+    marker.id_ts.append(1_700_000_000_000)
     raw = encode_state(marker)
     back = decode_state(raw)
     assert back.is_marker and not _user().is_marker
