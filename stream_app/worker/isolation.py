@@ -27,7 +27,6 @@ from stream_app.worker.trending import Trending
 log = logging.getLogger(__name__)
 
 ENVIRONMENT_FAULTS: tuple[type[BaseException], ...] = (OSError, MemoryError, DbClosedError)
-_DELETED = object()
 
 
 def isolate(
@@ -45,13 +44,11 @@ def isolate(
     A failed half may already have counted its items in ``trending`` (a popularity estimate); the
     users' states never see a failed half."""
     merged = BatchResult()
-    written: dict[str, bytes | object] = {}  # user -> state of an earlier half (_DELETED: none)
+    written: dict[str, bytes] = {}  # user -> state after an earlier half
 
     def load(user_id: str, partition: int) -> bytes | None:
         value = written.get(user_id)
-        if value is None:
-            return load_state(user_id, partition)
-        return None if value is _DELETED else value
+        return load_state(user_id, partition) if value is None else value
 
     def run(part: Sequence[RawRecord], error: Exception | None) -> None:
         if error is None:
@@ -63,7 +60,7 @@ def isolate(
                 error = exc
             else:
                 _merge(merged, result)
-                written.update((w.user_id, _DELETED if w.value is None else w.value) for w in result.writes)
+                written.update((w.user_id, w.value) for w in result.writes)
                 return
         if len(part) > 1:
             middle = len(part) // 2

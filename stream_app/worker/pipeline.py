@@ -1,11 +1,11 @@
-"""One micro-batch through the hot path: decode -> dedupe -> encode -> step -> rank -> records.
+"""One micro-batch through the hot path: decode -> route -> event-time policy -> encode -> step -> rank -> records.
 
 ``process_batch`` is a plain function of the raw records, a state lookup and the serving model; it
 returns what to write (user states per partition) and what to emit (vectors, recommendations,
-tombstones, dead letters), so the Faust agent only moves bytes. Events of one user are applied in
-order: the step runs in waves, wave k holding every user's k-th action, each wave one batched
-ONNX call. A state written by another model version is first rebuilt by replaying its recent
-window on the serving model.
+tombstones, dead letters, misrouted records forwarded), so the Faust agent only moves bytes.
+Events of one user are applied in order: the step runs in waves, wave k holding every user's k-th
+action, each wave one batched ONNX call. A state written by another model version is first rebuilt
+by replaying its recent window on the serving model.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class PipelineConfig:
     cold_start_events: int = 0
     event_time: EventTimePolicy = field(default_factory=EventTimePolicy)
     partitions: int = 0  # of the events topic: records off their user's partition are misrouted (0: no check)
-    misrouted: str = "forward"  # or "deadletter" (routing.MISROUTED_ACTIONS)
+    misrouted: str = "forward"  # or "deadletter"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,7 @@ class Output:
 class StateWrite:
     user_id: str
     partition: int
-    value: bytes | None  # None: delete
+    value: bytes  # a forgotten user's state is a marker, never deleted
 
 
 @dataclass

@@ -20,8 +20,6 @@ from aiokafka.partitioner import murmur2  # Kafka's own murmur2 (a Faust depende
 
 from stream_app.worker.decode import Incoming
 
-MISROUTED_ACTIONS = ("forward", "deadletter")
-
 
 @lru_cache(maxsize=65_536)  # a user's records come back and forth; pure-Python murmur2 costs ~3 us a key
 def partition_of(key: bytes, partitions: int) -> int:
