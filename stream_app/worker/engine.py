@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 from stream_app import topics
 from stream_app.contracts import ContractError
 from stream_app.settings import Settings
-from stream_app.worker.decode import RawRecord, dead_letter, decode_catalog_record
+from stream_app.worker.decode import RawRecord, Rejected, dead_letter, decode_catalog_record
 from stream_app.worker.event_time import EventTimePolicy
 from stream_app.worker.feeds import TopicFeed
 from stream_app.worker.hot_swap import ModelSwapper
@@ -36,7 +36,7 @@ from stream_app.worker.item_index import Catalog, ItemIndex
 from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.offsets import OffsetTracker
 from stream_app.worker.outputs import ChangelogProducer, OutputProducer
-from stream_app.worker.pipeline import BatchResult, Output, PipelineConfig, Serving, dead_letter_output, process_batch
+from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving, dead_letter_output, process_batch
 from stream_app.worker.state_cache import StateCache
 from stream_app.worker.tables import BatchStates
 from stream_app.worker.trending import Trending
@@ -75,6 +75,51 @@ def _freeze_long_lived() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+def apply_catalog_records(
+    records: list[RawRecord], catalog: Catalog, serving: Serving
+) -> tuple[int, int, list[Rejected]]:
+    """Items-topic records into ``catalog`` and the serving index: (items added to the index, items removed,
+    ``Rejected`` records). A record that is no catalog record is rejected with its reason; when embedding
+    the new items' texts fails, each is embedded alone and those that fail are rejected (``error``)."""
+    upserts: dict[str, str] = {}
+    removed: set[str] = set()
+    source: dict[str, RawRecord] = {}
+    rejected: list[Rejected] = []
+    for record in records:
+        try:
+            item_id, text = decode_catalog_record(record)
+        except ContractError as exc:
+            rejected.append(dead_letter(record, exc.reason, str(exc)))
+            continue
+        catalog.apply(item_id, text)
+        source[item_id] = record
+        if text is None:
+            upserts.pop(item_id, None)
+            removed.add(item_id)
+        else:
+            upserts[item_id] = text
+            removed.discard(item_id)
+    index, runtime = serving.index, serving.runtime
+    try:
+        return index.apply_catalog(runtime, upserts, removed), len(removed), rejected
+    except ENVIRONMENT_FAULTS:
+        raise
+    except Exception:
+        pass
+    index.remove(removed)
+    added = 0
+    for item_id, text in upserts.items():
+        try:
+            added += index.apply_catalog(runtime, {item_id: text})
+        except ENVIRONMENT_FAULTS:
+            raise
+        except Exception as exc:
+            log.error("catalog item %r not added: %r", item_id, exc, exc_info=exc)
+            catalog.texts.pop(item_id, None)  # nor indexed by a later model
+            rejected.append(dead_letter(source[item_id], "error", f"{type(exc).__name__}: {exc}"))
+    return added, len(removed), rejected
 
 
 class WorkerEngine:
@@ -163,50 +208,14 @@ class WorkerEngine:
     def _apply_items(self, records: list[RawRecord]) -> None:
         if not records:
             return
-        upserts: dict[str, str] = {}
-        removed: set[str] = set()
-        source: dict[str, RawRecord] = {}
-        letters: list[Output] = []
-        for record in records:
-            try:
-                item_id, text = decode_catalog_record(record)
-            except ContractError as exc:
-                letters.append(self._dead_letter(record, exc.reason, str(exc)))
-                continue
-            self.catalog.apply(item_id, text)
-            source[item_id] = record
-            if text is None:
-                upserts.pop(item_id, None)
-                removed.add(item_id)
-            else:
-                upserts[item_id] = text
-                removed.discard(item_id)
-        index, runtime = self.serving.index, self.serving.runtime
-        try:
-            added = index.apply_catalog(runtime, upserts, removed)
-        except ENVIRONMENT_FAULTS:
-            raise
-        except Exception:  # embedding failed on some item: each alone, and dead-letter those that fail
-            index.remove(removed)
-            added = 0
-            for item_id, text in upserts.items():
-                try:
-                    added += index.apply_catalog(runtime, {item_id: text})
-                except ENVIRONMENT_FAULTS:
-                    raise
-                except Exception as exc:
-                    log.error("catalog item %r not added: %r", item_id, exc, exc_info=exc)
-                    self.catalog.texts.pop(item_id, None)
-                    letters.append(self._dead_letter(source[item_id], "error", f"{type(exc).__name__}: {exc}"))
-        self.metrics.catalog_items.set(len(index))
+        added, removed, rejected = apply_catalog_records(records, self.catalog, self.serving)
+        self.metrics.catalog_items.set(len(self.serving.index))
         if added or removed:
-            log.info("catalog: items_added=%d items_removed=%d", added, len(removed))
-        if letters:
-            self._producer.send_outputs(letters)
-
-    def _dead_letter(self, record: RawRecord, reason: str, error: str) -> Output:
-        self.metrics.dead_letters.labels(reason).inc()
-        return dead_letter_output(dead_letter(record, reason, error))
+            log.info("catalog: items_added=%d items_removed=%d", added, removed)
+        if rejected:
+            for r in rejected:
+                self.metrics.dead_letters.labels(r.letter.reason).inc()
+            self._producer.send_outputs([dead_letter_output(r) for r in rejected])
 
     async def handle(
         self, events: list[faust.types.EventT], table: faust.Table, ack: Callable[[Any], Awaitable[Any]]

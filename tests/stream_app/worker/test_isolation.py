@@ -9,6 +9,7 @@ import pytest
 
 from stream_app import topics
 from stream_app.contracts import DeadLetter, Event, InterestVector
+from stream_app.worker.decode import RawRecord
 from stream_app.worker.isolation import isolate
 from stream_app.worker.pipeline import PipelineConfig, process_batch
 from stream_app.worker.state_codec import decode_state
@@ -74,3 +75,28 @@ def test_a_fault_of_the_environment_is_not_isolated(runtime):
     records = run.records([poison, msgspec.structs.replace(poison, event_id="q")])
     with pytest.raises(OSError):  # the halves are run again: the disk fault comes out of them
         isolate(records, OSError(28, "disk"), lambda u, p: None, run.serving, run.trending, run.config, 2)
+
+
+def test_a_catalog_item_whose_embedding_fails_is_dead_lettered_and_the_others_are_indexed(runtime):
+    from stream_app.worker.engine import apply_catalog_records
+    from stream_app.worker.item_index import Catalog
+
+    run = _run(runtime, RuntimeError("encoder blew up"))
+    catalog = Catalog()
+
+    def item(offset: int, key: bytes | None, value: bytes | None) -> RawRecord:
+        return RawRecord("t.items", 0, offset, key, value)
+
+    records = [
+        item(0, b"new-1", b'{"item_id": "new-1", "text": "a fine new item"}'),
+        item(1, b"bad", b'{"item_id": "bad", "text": "' + POISON.encode() + b'"}'),
+        item(2, b"new-2", b'{"item_id": "new-2", "text": "another one"}'),
+        item(3, b"other", b'{"item_id": "new-3"}'),  # the key must be the item id
+        item(4, runtime.item_ids[0].encode(), None),  # a tombstone
+    ]
+    added, removed, rejected = apply_catalog_records(records, catalog, run.serving)
+    assert (added, removed) == (2, 1)
+    assert [(r.letter.reason, r.letter.offset) for r in rejected] == [("key", 3), ("error", 1)]
+    index = run.serving.index
+    assert index.is_alive("new-1") and index.is_alive("new-2") and not index.is_alive(runtime.item_ids[0])
+    assert "bad" not in catalog.texts and "bad" not in index.row_of  # a later model does not index it either
