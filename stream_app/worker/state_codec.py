@@ -57,6 +57,7 @@ import sys
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -101,6 +102,7 @@ def id_array(typecode: str, values: Iterable[int] = ()) -> array:
     return array(typecode, values)
 
 
+@lru_cache(maxsize=1024)  # the policy asks for an event's hash to decide, then to remember it
 def id_hash(event_id: str) -> int:
     """The 64-bit hash an event id is remembered by."""
     return int.from_bytes(hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
