@@ -18,9 +18,11 @@ import sys
 import numpy as np
 
 from models.interest_model import ModelConfig
-from stream_app.contracts import InterestVector, Recommendation, ScoredItem, encode
+from stream_app.contracts import Event, InterestVector, Recommendation, ScoredItem, encode
 from stream_app.contracts.float_json import DECIMALS
 from stream_app.settings import Settings
+from stream_app.worker.engine import pipeline_config
+from stream_app.worker.event_time import forget, remember
 from stream_app.worker.pipeline import ItemRows
 from stream_app.worker.state_codec import RecentEvent, UserState, decode_state, encode_state
 
@@ -31,8 +33,10 @@ def _id(prefix: str, n: int, length: int) -> str:
     return f"{prefix}{n:0{length - len(prefix)}d}"
 
 
-def user_state(cfg: ModelConfig, settings: Settings, ids: dict[str, int], events: int, comments: bool) -> bytes:
-    """A user after ``events`` events on distinct items (every one a comment when ``comments``)."""
+def user_state(
+    cfg: ModelConfig, settings: Settings, ids: dict[str, int], events: int, comments: bool, gap_ms: int = 60_000
+) -> bytes:
+    """A user after ``events`` events on distinct items, ``gap_ms`` apart (every one a comment when ``comments``)."""
     rng = np.random.default_rng(0)
     window = [
         RecentEvent(
@@ -48,13 +52,21 @@ def user_state(cfg: ModelConfig, settings: Settings, ids: dict[str, int], events
     user = UserState(
         model_version="20261122T140000Z-0123abcd",
         state=rng.standard_normal(cfg.state_dim).astype(np.float32),
-        last_ts=1_795_000_000_000,
         applied=events,
-        ids_at_last_ts=[window[-1].event_id],
         seen=[e.item_id for e in window][-settings.seen_items :],
         window=window[-settings.state_window :],
     )
+    policy = pipeline_config(settings).event_time
+    for i, e in enumerate(window):  # the event-time policy's marks and id memory, as the worker keeps them
+        remember(user, Event(event_id=e.event_id, user_id="u", item_id=e.item_id, type="click",
+                             ts=1_795_000_000_000 + i * gap_ms), i, policy)  # fmt: skip
     return encode_state(user)
+
+
+def marker(ids: dict[str, int]) -> bytes:
+    """What a forgotten user's state becomes (after a forget event)."""
+    request = Event(event_id=_id("f", 1, ids["event"]), user_id="u", item_id="-", type="forget", ts=1_795_000_000_000)
+    return encode_state(forget(None, request, 0, -1, 1_795_000_000_000))
 
 
 def in_memory(obj: object) -> int:
@@ -118,6 +130,8 @@ def table(ids: dict[str, int]) -> str:
     cached_size = in_memory(cached(plain_state))
     texts = len(user_state(cfg, settings, ids, steady, comments=True))
     first = len(user_state(cfg, settings, ids, 1, comments=False))
+    burst = len(user_state(cfg, settings, ids, 1000, comments=False, gap_ms=0))
+    memory = decode_state(plain_state).id_hashes
     vector, rec = output_records(cfg, settings, ids)
     key = ids["user"]
     rows = [
@@ -128,6 +142,12 @@ def table(ids: dict[str, int]) -> str:
             "1 M steady users, no comments (RocksDB over all workers; changelog per replica)",
             f"{plain * 1e6 / MIB:.0f} MiB",
         ),
+        (
+            f"of which the event-id memory (its {len(memory)} newest ids at 16 B each, any id length)",
+            f"{16 * len(memory)} B",
+        ),
+        ("user state right after 1,000 events in one millisecond (all ids kept for 5 minutes)", f"{burst} B"),
+        ("marker of a forgotten user (the policy's marks, no state, window or items)", f"{len(marker(ids))} B"),
         ("the same state decoded, in the worker's state cache", f"{cached_size} B"),
         (
             f"state cache at its default size ({settings.worker_state_cache_users:,} users)",

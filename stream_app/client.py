@@ -31,6 +31,7 @@ from stream_app.contracts import (
     decode_event,
     decode_item,
     encode,
+    record_decoder,
 )
 from stream_app.exceptions import InterestStreamError
 from stream_app.settings import Settings
@@ -203,7 +204,7 @@ class RecordConsumer(Generic[R]):
         self.topic = resolve_topic(settings, topic)
         if record_type is None:
             record_type = RECORD_TYPES.get(topic.removeprefix(f"{settings.topic_prefix}."))
-        self._decoder = msgspec.json.Decoder(record_type) if record_type is not None else None
+        self._decode = record_decoder(record_type) if record_type is not None else None
         conf: dict[str, Any] = {
             **settings.kafka_config(),
             "group.id": group_id or "istream-reader",
@@ -248,14 +249,14 @@ class RecordConsumer(Generic[R]):
         """Decoded records (``None`` for a tombstone); ``ContractError`` names a record that does not decode."""
         for msg in self.messages(max_records, timeout):
             value = msg.value()
-            if value is None or self._decoder is None:
+            if value is None or self._decode is None:
                 yield value
                 continue
             try:
-                yield self._decoder.decode(value)
-            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
+                yield self._decode(value)
+            except ContractError as exc:
                 raise ContractError(
-                    "schema", f"{self.topic}[{msg.partition()}]@{msg.offset()} does not decode: {exc}"
+                    exc.reason, f"{self.topic}[{msg.partition()}]@{msg.offset()} does not decode: {exc}"
                 ) from None
 
     def __iter__(self) -> Iterator[R | bytes | None]:
@@ -277,7 +278,7 @@ def message_json(msg: Message) -> bytes:
     if value is not None:
         try:
             return msgspec.json.format(value, indent=0)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # not JSON, or nested too deep to parse: raw below
             pass
     key = msg.key().decode("utf-8", "replace") if msg.key() is not None else None
     if value is None:

@@ -111,7 +111,7 @@ class Settings(BaseSettings):
         10_000,
         ge=0,
         description="Decoded states of the most recently served users kept in memory, so their next events skip the "
-        "state decode (about 26 KB a steady user: deploy/README.md, Sizing); 0 = off.",
+        "state decode (about 28 KB a steady user: deploy/README.md, Sizing); 0 = off.",
     )
     worker_commit_interval_s: float = Field(2.8, gt=0, description="Seconds between offset commits.")
     worker_event_loop: Literal["uvloop", "asyncio"] = Field(
@@ -124,9 +124,35 @@ class Settings(BaseSettings):
         description="Each changelog write ends every partition with a one-record batch: Tansu's high watermark "
         "counts a batch as one record, so table recovery would stop short. Turn off on Apache Kafka.",
     )
+    misrouted: Literal["forward", "deadletter"] = Field(
+        "forward",
+        description="An event or tombstone off its user's partition (murmur2 of the key, as the client and Java "
+        "producers pick): forward it there, or dead-letter it (`misrouted`). Counted either way.",
+    )
     top_k: int = Field(10, ge=1, description="Recommendations per update.")
     lateness_ms: int = Field(
-        86_400_000, ge=0, description="Events older than the user's newest by more than this go to dead-letter."
+        86_400_000,
+        ge=0,
+        description="Events older than the user's newest by more than this go to dead-letter (`late`); younger "
+        "ones are applied in arrival order (event-time policy: stream_app/worker/event_time.py).",
+    )
+    future_skew_ms: int = Field(
+        300_000,
+        ge=0,
+        description="Events stamped more than this ahead of the worker's clock go to dead-letter (`future`).",
+    )
+    recent_ids: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Event ids each user's state remembers at least (16 B each), to drop an event sent twice "
+        "whatever its ts; redeliveries by Kafka are dropped by offset, whatever their number.",
+    )
+    id_horizon_ms: int = Field(
+        300_000,
+        ge=0,
+        description="Event ids within this of the user's newest event are all remembered too (up to 4,096): "
+        "bursts in one millisecond sent twice are dropped whole. Default: librdkafka's delivery timeout.",
     )
     state_window: int = Field(32, ge=1, le=65535, description="Recent events kept per user to rebuild its state.")
     seen_items: int = Field(100, ge=0, le=65535, description="Recently seen items kept per user (not recommended).")

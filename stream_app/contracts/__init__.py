@@ -1,6 +1,16 @@
 """Versioned record contracts of every topic, and fast validated decoding of raw bytes."""
 
-from stream_app.contracts.codec import ContractError, decode_event, decode_item, encode, encode_interest_vectors
+from stream_app.contracts.codec import (
+    MAX_DEPTH,
+    MAX_RECORD_BYTES,
+    ContractError,
+    decode_event,
+    decode_item,
+    decode_model_update,
+    encode,
+    encode_interest_vectors,
+    record_decoder,
+)
 from stream_app.contracts.records import (
     EVENT_TYPES,
     DeadLetter,
@@ -14,6 +24,8 @@ from stream_app.contracts.records import (
 
 __all__ = [
     "EVENT_TYPES",
+    "MAX_DEPTH",
+    "MAX_RECORD_BYTES",
     "ContractError",
     "DeadLetter",
     "Event",
@@ -24,6 +36,8 @@ __all__ = [
     "ScoredItem",
     "decode_event",
     "decode_item",
+    "decode_model_update",
     "encode",
     "encode_interest_vectors",
+    "record_decoder",
 ]

@@ -13,9 +13,15 @@ from pathlib import Path
 
 import msgspec
 
+from stream_app.contracts.codec import MAX_DEPTH, MAX_RECORD_BYTES
 from stream_app.contracts.records import RECORDS
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
+# What the decoders enforce beyond the fields' own bounds (JSON Schema cannot say it in keywords).
+BOUNDS = (
+    f"A record is at most {MAX_RECORD_BYTES} bytes of UTF-8 JSON nested at most {MAX_DEPTH} levels deep "
+    "(unknown fields count too); NaN, infinity and numbers outside a field's bounds are rejected."
+)
 
 
 def _schema(name: str, cls: type[msgspec.Struct]) -> dict:
@@ -25,6 +31,7 @@ def _schema(name: str, cls: type[msgspec.Struct]) -> dict:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"interest-stream/{name}.v{version}.json",
         "title": f"{cls.__name__} v{version}",
+        "$comment": BOUNDS,
         **schema,
     }
     if name == "event":

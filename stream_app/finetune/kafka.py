@@ -203,37 +203,53 @@ class TopicReader:
 
 
 def read_window(settings: Settings, window_ms: int, policy: RetryPolicy, now_ms: int | None = None) -> EventWindow:
-    """The events that reached ``<prefix>.events`` in the last ``window_ms`` before ``now_ms``.
+    """The events that reached ``<prefix>.events`` in the last ``window_ms`` before ``now_ms``; a window
+    longer than all history starts at the topic's beginning.
 
-    Records that do not decode are skipped and counted by reason; ``forget`` events drop the
-    user's earlier events of the window (and are reported, so the replay sample forgets them too).
+    Records that do not decode are skipped and counted by reason. Erasure reaches training as it
+    reaches the worker: a ``forget`` event or a tombstone (null value, key = user id) drops the
+    user's events of the window up to the later of its own time (the event's ts, the tombstone's
+    record timestamp) and the newest ts of the user's events before it, and names the user in
+    ``forgotten``, so the replay sample forgets the user too.
     """
     started = time.perf_counter()
     end_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    window = EventWindow(start_ms=end_ms - window_ms, end_ms=end_ms)
+    window = EventWindow(start_ms=max(0, end_ms - window_ms), end_ms=end_ms)
+    newest: dict[str, int] = {}
+    forgotten_at: dict[str, int] = {}
+
+    def forget(user_id: str, at: int) -> None:
+        forgotten_at[user_id] = max(at, newest.get(user_id, -1), forgotten_at.get(user_id, -1))
+
     with TopicReader(settings, topics.EVENTS, policy) as reader:
         partitions = reader.partitions()
         window.partitions = len(partitions)
         events = []
-        for msg in reader.messages(reader.start_offsets(partitions, window.start_ms)):
+        start = window.start_ms if window.start_ms > 0 else None
+        for msg in reader.messages(reader.start_offsets(partitions, start)):
             _, ts = msg.timestamp()
             if not window.start_ms <= ts < window.end_ms:
                 continue
             window.records_read += 1
+            if msg.value() is None:
+                key = msg.key()
+                try:
+                    forget(key.decode("utf-8"), ts)
+                except (AttributeError, UnicodeDecodeError):  # no key, or not UTF-8: names no user
+                    window.bad_records["empty"] += 1
+                continue
             try:
                 event = decode_event(msg.value())
             except ContractError as exc:
                 window.bad_records[exc.reason] += 1
                 continue
-            events.append(event)
-    forgotten_at: dict[str, int] = {}
-    for event in events:
-        if event.type == "forget":
-            forgotten_at[event.user_id] = max(event.ts, forgotten_at.get(event.user_id, -1))
+            if event.type == "forget":
+                forget(event.user_id, event.ts)
+            else:
+                newest[event.user_id] = max(event.ts, newest.get(event.user_id, -1))
+                events.append(event)
     window.forgotten = set(forgotten_at)
-    window.events = [
-        msgspec.to_builtins(e) for e in events if e.type != "forget" and e.ts > forgotten_at.get(e.user_id, -1)
-    ]
+    window.events = [msgspec.to_builtins(e) for e in events if e.ts > forgotten_at.get(e.user_id, -1)]
     window.read_s = time.perf_counter() - started
     return window
 

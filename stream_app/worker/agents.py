@@ -24,7 +24,7 @@ def _exit(message: str) -> None:
 
 
 def define_agents(app: faust.App, settings: Settings, events: faust.TopicT, table: faust.Table) -> WorkerEngine:
-    engine = WorkerEngine(settings)
+    engine = WorkerEngine(settings, partitions=app.conf.topic_partitions)
 
     engine.on_write_failure = lambda: _exit("writing a batch failed; exiting without committing it")
 
@@ -42,8 +42,11 @@ def define_agents(app: faust.App, settings: Settings, events: faust.TopicT, tabl
                 try:
                     await engine.handle(batch, table, stream.ack)
                 except Exception:
-                    # nothing of this batch is acked: exit at once, so a restarted agent or a graceful
-                    # stop cannot commit it; the restarted worker replays it (dedupe makes that safe)
+                    # only a fault of the worker's environment gets here (isolation.ENVIRONMENT_FAULTS, a
+                    # write Kafka or the store did not acknowledge); a record's own failure is dead-lettered.
+                    # Nothing of this batch is acked: exit at once, so a restarted agent or a graceful stop
+                    # cannot commit it; the restarted worker replays it (the event-time policy drops what
+                    # was applied)
                     _exit("a batch failed; exiting without committing it")
         finally:
             with contextlib.suppress(asyncio.CancelledError):
@@ -58,7 +61,10 @@ def define_agents(app: faust.App, settings: Settings, events: faust.TopicT, tabl
     async def refresh_model_and_catalog() -> None:
         # Swaps and catalog changes also land while no events flow (batches do it too).
         if engine.started:
-            engine.between_batches()
+            try:
+                engine.between_batches()
+            except Exception:
+                _exit("applying catalog or model changes failed")
 
     @app.page("/metrics")
     async def metrics(web, request):

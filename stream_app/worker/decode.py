@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
-from stream_app.contracts import ContractError, DeadLetter, Event, decode_event
+from stream_app.contracts import ContractError, DeadLetter, Event, decode_event, decode_item
 
 FORGET = "forget"
 RAW_LIMIT = 65_536
@@ -20,6 +20,7 @@ class RawRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: int = -1  # the record's timestamp, epoch ms (-1: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +106,20 @@ def group_by_user(incoming: list[Incoming]) -> dict[str, list[Incoming]]:
     for item in incoming:
         groups.setdefault(item.user_id, []).append(item)
     return groups
+
+
+def decode_catalog_record(record: RawRecord) -> tuple[str, str | None]:
+    """An items-topic record as ``(item_id, text)`` (text None: a tombstone), or ``ContractError``. The key
+    must be the item id: the topic is compacted by key, so any other key would keep stale items alive."""
+    try:
+        key = record.key.decode("utf-8") if record.key else None
+    except UnicodeDecodeError:
+        key = None
+    if key is None:
+        raise ContractError("key", "catalog record without an item_id key (UTF-8)")
+    if record.value is None:
+        return key, None
+    item = decode_item(record.value)
+    if item.item_id != key:
+        raise ContractError("key", f"record key {key!r} is not the item's item_id {item.item_id!r}")
+    return key, item.text

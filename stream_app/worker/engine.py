@@ -1,7 +1,8 @@
 """What one worker holds besides Faust, and its per-batch cycle.
 
 Between batches: apply catalog changes from the items feed, hand model-update messages to the
-swapper and swap in a verified model. For each batch: ``process_batch`` (pure), then its writes:
+swapper and swap in a verified model. For each batch: ``process_batch`` (pure; a batch it fails on
+is bisected down to the failing record, which is dead-lettered: ``isolation``), then its writes:
 flush the outputs, write the user states, record metrics and ack the batch's events, so Faust may
 commit them. The writes of one batch run while the next is computed (``handle`` returns once they
 are under way; the next ``handle`` waits for them before it sends anything): they were a third of
@@ -24,16 +25,18 @@ import faust
 from threadpoolctl import threadpool_limits
 
 from stream_app import topics
-from stream_app.contracts import ContractError, decode_item
+from stream_app.contracts import ContractError
 from stream_app.settings import Settings
-from stream_app.worker.decode import RawRecord, dead_letter
+from stream_app.worker.decode import RawRecord, Rejected, dead_letter, decode_catalog_record
+from stream_app.worker.event_time import EventTimePolicy
 from stream_app.worker.feeds import TopicFeed
 from stream_app.worker.hot_swap import ModelSwapper
+from stream_app.worker.isolation import ENVIRONMENT_FAULTS, isolate
 from stream_app.worker.item_index import Catalog, ItemIndex
 from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.offsets import OffsetTracker
 from stream_app.worker.outputs import ChangelogProducer, OutputProducer
-from stream_app.worker.pipeline import BatchResult, Output, PipelineConfig, Serving, dead_letter_output, process_batch
+from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving, dead_letter_output, process_batch
 from stream_app.worker.state_cache import StateCache
 from stream_app.worker.tables import BatchStates
 from stream_app.worker.trending import Trending
@@ -41,13 +44,18 @@ from stream_app.worker.trending import Trending
 log = logging.getLogger(__name__)
 
 
-def pipeline_config(settings: Settings) -> PipelineConfig:
+def pipeline_config(settings: Settings, partitions: int = 0) -> PipelineConfig:
+    """``partitions``: of the events topic, to find misrouted records (0: no check)."""
     return PipelineConfig(
         top_k=settings.top_k,
-        lateness_ms=settings.lateness_ms,
         window=settings.state_window,
         seen=settings.seen_items,
         cold_start_events=settings.cold_start_events,
+        event_time=EventTimePolicy(
+            settings.lateness_ms, settings.future_skew_ms, settings.recent_ids, settings.id_horizon_ms
+        ),
+        partitions=partitions,
+        misrouted=settings.misrouted,
     )
 
 
@@ -69,11 +77,56 @@ def _freeze_long_lived() -> None:
     gc.freeze()
 
 
+def apply_catalog_records(
+    records: list[RawRecord], catalog: Catalog, serving: Serving
+) -> tuple[int, int, list[Rejected]]:
+    """Items-topic records into ``catalog`` and the serving index: (items added to the index, items removed,
+    ``Rejected`` records). A record that is no catalog record is rejected with its reason; when embedding
+    the new items' texts fails, each is embedded alone and those that fail are rejected (``error``)."""
+    upserts: dict[str, str] = {}
+    removed: set[str] = set()
+    source: dict[str, RawRecord] = {}
+    rejected: list[Rejected] = []
+    for record in records:
+        try:
+            item_id, text = decode_catalog_record(record)
+        except ContractError as exc:
+            rejected.append(dead_letter(record, exc.reason, str(exc)))
+            continue
+        catalog.apply(item_id, text)
+        source[item_id] = record
+        if text is None:
+            upserts.pop(item_id, None)
+            removed.add(item_id)
+        else:
+            upserts[item_id] = text
+            removed.discard(item_id)
+    index, runtime = serving.index, serving.runtime
+    try:
+        return index.apply_catalog(runtime, upserts, removed), len(removed), rejected
+    except ENVIRONMENT_FAULTS:
+        raise
+    except Exception:
+        pass
+    index.remove(removed)
+    added = 0
+    for item_id, text in upserts.items():
+        try:
+            added += index.apply_catalog(runtime, {item_id: text})
+        except ENVIRONMENT_FAULTS:
+            raise
+        except Exception as exc:
+            log.error("catalog item %r not added: %r", item_id, exc, exc_info=exc)
+            catalog.texts.pop(item_id, None)  # nor indexed by a later model
+            rejected.append(dead_letter(source[item_id], "error", f"{type(exc).__name__}: {exc}"))
+    return added, len(removed), rejected
+
+
 class WorkerEngine:
-    def __init__(self, settings: Settings, metrics: WorkerMetrics | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: WorkerMetrics | None = None, partitions: int = 0) -> None:
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
-        self.config = pipeline_config(settings)
+        self.config = pipeline_config(settings, partitions)
         self.catalog = Catalog()
         self.trending = Trending(settings.trending_half_life_s)
         self.names = {kind: topics.topic_name(settings.topic_prefix, kind) for kind in topics.ALL}
@@ -145,37 +198,24 @@ class WorkerEngine:
             self._swapper.notice_update(record.value)
         runtime = self._swapper.poll()
         if runtime is not None:
-            self._serve(runtime)
+            try:
+                self._serve(runtime)
+            except ENVIRONMENT_FAULTS:
+                raise
+            except Exception as exc:  # e.g. indexing the catalog with it: the serving model stays
+                self._swapper.reject(runtime.version, exc, self.serving.version)
 
     def _apply_items(self, records: list[RawRecord]) -> None:
         if not records:
             return
-        upserts: dict[str, str] = {}
-        removed: set[str] = set()
-        letters: list[Output] = []
-        for record in records:
-            if record.value is None:
-                item_id = (record.key or b"").decode("utf-8", "replace")
-                self.catalog.apply(item_id, None)
-                upserts.pop(item_id, None)
-                removed.add(item_id)
-                continue
-            try:
-                item = decode_item(record.value)
-            except ContractError as exc:
-                rejected = dead_letter(record, exc.reason, str(exc))
-                letters.append(dead_letter_output(rejected))
-                self.metrics.dead_letters.labels(rejected.letter.reason).inc()
-                continue
-            self.catalog.apply(item.item_id, item.text)
-            upserts[item.item_id] = item.text
-            removed.discard(item.item_id)
-        added = self.serving.index.apply_catalog(self.serving.runtime, upserts, removed)
+        added, removed, rejected = apply_catalog_records(records, self.catalog, self.serving)
         self.metrics.catalog_items.set(len(self.serving.index))
         if added or removed:
-            log.info("catalog: items_added=%d items_removed=%d", added, len(removed))
-        if letters:
-            self._producer.send_outputs(letters)
+            log.info("catalog: items_added=%d items_removed=%d", added, removed)
+        if rejected:
+            for r in rejected:
+                self.metrics.dead_letters.labels(r.letter.reason).inc()
+            self._producer.send_outputs([dead_letter_output(r) for r in rejected])
 
     async def handle(
         self, events: list[faust.types.EventT], table: faust.Table, ack: Callable[[Any], Awaitable[Any]]
@@ -184,9 +224,22 @@ class WorkerEngine:
         write calls ``on_write_failure`` (the agent exits: nothing of that batch is committed)."""
         self.between_batches()
         states = BatchStates(table, events)
-        records = [RawRecord(m.topic, m.partition, m.offset, m.key, m.value) for m in (e.message for e in events)]
+        records = [
+            RawRecord(m.topic, m.partition, m.offset, m.key, m.value, int(m.timestamp * 1000))
+            for m in (e.message for e in events)
+        ]
         generation = self.state_cache.generation
-        result = process_batch(records, states.load, self.serving, self.trending, self.config, self.state_cache)
+        now_ms = int(time.time() * 1000)
+        try:
+            result = process_batch(
+                records, states.load, self.serving, self.trending, self.config, self.state_cache, now_ms
+            )
+        except ENVIRONMENT_FAULTS:
+            raise
+        except Exception as exc:
+            log.error("a batch of %d records failed (%r); isolating the record that fails it", len(records), exc)
+            await self.settle()  # the states the failed batch took are in the table once these writes are done
+            result = isolate(records, exc, states.load, self.serving, self.trending, self.config, now_ms)
         await self.settle()  # the previous batch's outputs and states go first
         self.state_cache.hold(result.states)
         self._producer.send_outputs(result.outputs)
@@ -236,6 +289,7 @@ class WorkerEngine:
         m.events_in.inc(counts["in"])
         m.events_applied.inc(counts["applied"])
         m.duplicates.inc(counts["duplicates"])
+        m.misrouted.labels(self.config.misrouted).inc(counts["misrouted"])
         m.forgets.inc(counts["forgets"])
         m.rebuilds.inc(counts["rebuilt"])
         m.state_errors.inc(counts["state_corrupt"])

@@ -1,15 +1,20 @@
 """Hot-swap: find new model versions, verify them off the hot path, hand them over between batches.
 
-Two sources name a new version: the registry's CURRENT pointer (polled; acted on when it changes,
-so a stale pointer never swaps a newer model back out) and messages on the model-updates topic.
-A message is only a hint: the bundle loaded is always the registry's own folder for that version,
-and a message whose version or uri lies outside the registry is refused. Loading verifies every
-sha256 (and the signature when a key is configured) and runs a smoke inference in a worker
-thread; a bundle that fails is refused, logged and counted, and the serving model stays.
+A worker serves exactly the registry's CURRENT version: the pointer is polled and acted on when it
+changes (so a stale pointer never swaps a newer model back out). Messages on the model-updates
+topic are notices, not commands: a notice makes the worker re-read CURRENT at once, and it is
+refused (logged and counted in ``istream_model_refusals_total`` by reason) unless it names CURRENT
+(``not_current``), its uri is that version's registry folder (``message``: also for a record that
+does not decode) and its sha256 is that of the bundle's ``manifest.json`` (``sha256``; the manifest
+holds every file's sha256). Anyone who can write the topic can at most make workers re-read the
+registry. Loading verifies every sha256 (and the signature when a key is configured) and runs a
+smoke inference in a worker thread; a bundle that fails is refused (``verification``), and the
+serving model stays.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -17,9 +22,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from stream_app.contracts import ModelUpdate
+from export.manifest import MANIFEST  # an update message's sha256 is the digest of this file
+from stream_app.contracts import ContractError, decode_model_update
 from stream_app.exceptions import InterestStreamError
 from stream_app.worker.metrics import WorkerMetrics
 
@@ -27,7 +31,11 @@ log = logging.getLogger(__name__)
 
 
 class RefusedUpdate(InterestStreamError):
-    """A model-update message names no bundle inside the registry."""
+    """A model-update message does not describe the registry's CURRENT bundle."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _path_of(uri: str) -> Path:
@@ -80,20 +88,36 @@ class ModelSwapper:
     def _bundle_dir(self, version: str) -> Path:
         path = Path(self._registry.bundle_path(version)).resolve()
         if not path.is_relative_to(self._root):
-            raise RefusedUpdate(f"version {version!r} resolves to {path}, outside the registry {self._root}")
+            raise RefusedUpdate(
+                "registry", f"version {version!r} resolves to {path}, outside the registry {self._root}"
+            )
         return path
 
     def notice_update(self, raw: bytes | None) -> None:
-        """A record from the model-updates topic."""
+        """A record from the model-updates topic: re-read CURRENT now; refuse the record unless it describes it."""
+        self._next_poll = 0.0
         try:
-            update = msgspec.json.decode(raw or b"", type=ModelUpdate)
-            bundle = self._bundle_dir(update.version)
-            if update.uri and _path_of(update.uri) != bundle:
-                raise RefusedUpdate(f"update uri {update.uri!r} is not the registry's folder {bundle} of that version")
-        except (msgspec.DecodeError, InterestStreamError, ValueError, OSError) as exc:
-            self._refuse("message", str(raw)[:200], exc)
+            update = decode_model_update(raw)
+        except ContractError as exc:
+            self._refuse("message", repr(raw)[:200], exc)
             return
-        self._request(update.version, bundle)
+        try:
+            current = self._registry.current()
+            if update.version != current:
+                raise RefusedUpdate(
+                    "not_current", f"it names {update.version!r}, the registry's CURRENT is {current!r}; "
+                    "workers serve CURRENT only (promote a version with `istream models promote`)"
+                )  # fmt: skip
+            bundle = self._bundle_dir(current)
+            if update.uri and _path_of(update.uri) != bundle:
+                raise RefusedUpdate("message", f"uri {update.uri!r} is not the registry's folder {bundle} of it")
+            digest = hashlib.sha256((bundle / MANIFEST).read_bytes()).hexdigest()
+            if digest != update.sha256:
+                raise RefusedUpdate("sha256", f"sha256 {update.sha256} is not that of {bundle / MANIFEST} ({digest})")
+        except RefusedUpdate as exc:
+            self._refuse(exc.reason, update.version, exc)
+        except (InterestStreamError, OSError, ValueError) as exc:
+            self._refuse("registry", update.version, exc)
 
     def _request(self, version: str, bundle: Path) -> None:
         if version == self.serving_version or version in self.refused:
@@ -103,8 +127,15 @@ class ModelSwapper:
         log.info("model %s: verifying %s", version, bundle)
         self._pending = (version, self._executor.submit(self._load, bundle))
 
+    def reject(self, version: str, exc: BaseException, serving_version: str) -> None:
+        """A verified runtime that could not be put to serve (``serving_version`` still serves): refused like
+        one that failed verification."""
+        self.refused.add(version)
+        self.serving_version = serving_version
+        self._refuse("verification", version, exc)
+
     def _refuse(self, reason: str, version: str, exc: BaseException) -> None:
-        log.error("model update refused: reason=%s version=%s error=%s", reason, version, exc)
+        log.error("model update refused: reason=%s version=%s error=%s", reason, version, exc)  # one line each
         self._metrics.swap_refusals.labels(reason).inc()
 
     def poll(self) -> Any | None:

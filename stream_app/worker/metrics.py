@@ -15,7 +15,13 @@ class WorkerMetrics:
         self.events_applied = Counter("istream_events_applied", "Events applied to a user state.", registry=r)
         self.records_out = Counter("istream_records_out", "Records emitted, by topic kind.", ["kind"], registry=r)
         self.dead_letters = Counter("istream_dead_letters", "Records sent to dead-letter.", ["reason"], registry=r)
-        self.duplicates = Counter("istream_duplicates_dropped", "Redelivered or stale events dropped.", registry=r)
+        self.duplicates = Counter("istream_duplicates_dropped", "Redelivered or repeated events dropped.", registry=r)
+        self.misrouted = Counter(
+            "istream_misrouted",
+            "Events and tombstones off their user's partition, by action (forward, deadletter).",
+            ["action"],
+            registry=r,
+        )
         self.forgets = Counter("istream_users_forgotten", "User states deleted on request.", registry=r)
         self.rebuilds = Counter("istream_states_rebuilt", "States rebuilt from their window after a swap.", registry=r)
         self.skipped_offsets = Counter(

@@ -81,7 +81,7 @@ class OutputProducer(BatchProducer):
     def send_outputs(self, outputs: list[Output]) -> None:
         names, send = self._topics, self.send
         for out in outputs:
-            send(names[out.kind], out.key, out.value)
+            send(names[out.kind], out.key, out.value, out.partition)
 
 
 class ChangelogProducer:

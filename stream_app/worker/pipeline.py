@@ -1,11 +1,11 @@
-"""One micro-batch through the hot path: decode -> dedupe -> encode -> step -> rank -> records.
+"""One micro-batch through the hot path: decode -> route -> event-time policy -> encode -> step -> rank -> records.
 
 ``process_batch`` is a plain function of the raw records, a state lookup and the serving model; it
 returns what to write (user states per partition) and what to emit (vectors, recommendations,
-tombstones, dead letters), so the Faust agent only moves bytes. Events of one user are applied in
-order: the step runs in waves, wave k holding every user's k-th action, each wave one batched
-ONNX call. A state written by another model version is first rebuilt by replaying its recent
-window on the serving model.
+tombstones, dead letters, misrouted records forwarded), so the Faust agent only moves bytes.
+Events of one user are applied in order: the step runs in waves, wave k holding every user's k-th
+action, each wave one batched ONNX call. A state written by another model version is first rebuilt
+by replaying its recent window on the serving model.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from stream_app import topics
 from stream_app.contracts import EVENT_TYPES, Event, Recommendation, ScoredItem, encode, encode_interest_vectors
 from stream_app.contracts.float_json import DECIMALS
 from stream_app.worker.decode import Incoming, RawRecord, Rejected, dead_letter, decode_records, group_by_user
-from stream_app.worker.dedupe import Verdict, advance_mark, classify
+from stream_app.worker.event_time import EventTimePolicy, Reject, Verdict, decide, forget, remember
 from stream_app.worker.item_index import ItemEmbedder, ItemIndex
+from stream_app.worker.routing import partition_of, split_misrouted
 from stream_app.worker.state_cache import NOT_CACHED, StateCache
 from stream_app.worker.state_codec import (
-    NO_TS,
     RecentEvent,
     StateCodecError,
     UserState,
@@ -76,25 +76,27 @@ class Serving:
 @dataclass(frozen=True)
 class PipelineConfig:
     top_k: int = 10
-    lateness_ms: int = 86_400_000
     window: int = 32
     seen: int = 100
-    max_ids_at_ts: int = 256
     cold_start_events: int = 0
+    event_time: EventTimePolicy = field(default_factory=EventTimePolicy)
+    partitions: int = 0  # of the events topic: records off their user's partition are misrouted (0: no check)
+    misrouted: str = "forward"  # or "deadletter"
 
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    kind: str  # topics.VECTORS / RECOMMENDATIONS / DEADLETTER
+    kind: str  # topics.VECTORS / RECOMMENDATIONS / DEADLETTER, or EVENTS (a misrouted record forwarded)
     key: bytes | None
     value: bytes | None
+    partition: int = -1  # -1: the producer's partitioner picks
 
 
 @dataclass(frozen=True, slots=True)
 class StateWrite:
     user_id: str
     partition: int
-    value: bytes | None  # None: delete
+    value: bytes  # a forgotten user's state is a marker, never deleted
 
 
 @dataclass
@@ -214,11 +216,15 @@ def _load(users: dict[str, list[Incoming]], load_state, cache: StateCache | None
     return loaded
 
 
-def _plan(user: _User, items: list[Incoming], serving: Serving, config: PipelineConfig, result: BatchResult) -> None:
-    """Dedupe the user's events in order and list the steps to run (window replays first)."""
+def _plan(
+    user: _User, items: list[Incoming], serving: Serving, config: PipelineConfig, now_ms: int, result: BatchResult
+) -> None:
+    """Decide each of the user's records in order (``event_time``) and list the steps to run (window replays first)."""
     state = user.state
-    if state is not None and (
-        state.model_version != serving.version or state.state.shape != (serving.runtime.state_dim,)
+    if (
+        state is not None
+        and not state.is_marker
+        and (state.model_version != serving.version or state.state.shape != (serving.runtime.state_dim,))
     ):
         # Rebuild: replay the window on the serving model from a zero state.
         result.counts["rebuilt"] += 1
@@ -226,34 +232,34 @@ def _plan(user: _User, items: list[Incoming], serving: Serving, config: Pipeline
         state.model_version = serving.version
         state.state = np.zeros(serving.runtime.state_dim, dtype=np.float32)
         user.dirty = True
+    policy = config.event_time
     for item in items:
-        event = item.event
-        verdict = Verdict.APPLY if event is None or state is None else classify(state, event, config.lateness_ms)
+        event, offset = item.event, item.record.offset
+        verdict = decide(state, event, offset, now_ms, policy)
         if verdict is Verdict.DUPLICATE:
             result.counts["duplicates"] += 1
             continue
-        if verdict is Verdict.LATE:
-            user.outputs.append(dead_letter_output(dead_letter(item.record, "late", _late_error(event, state))))
-            result.dead_letter_reasons["late"] += 1
+        if isinstance(verdict, Reject):
+            user.outputs.append(dead_letter_output(dead_letter(item.record, verdict.reason, verdict.error)))
+            result.dead_letter_reasons[verdict.reason] += 1
             continue
         user.dirty = True
         if item.is_forget:
             result.counts["forgets"] += 1
             user.actions.append(_FORGET)
-            state = None
+            state = forget(state, event, offset, item.record.timestamp, now_ms)
             continue
-        if state is None:
-            state = UserState.empty(serving.version, serving.runtime.state_dim)
-        gap = 0.0 if state.last_ts == NO_TS else (event.ts - state.last_ts) / 1000.0
-        advance_mark(state, event, config.max_ids_at_ts)
+        if state is None or state.is_marker:
+            fresh = UserState.empty(serving.version, serving.runtime.state_dim)
+            if state is not None:  # a forgotten user comes back: the marker's marks stay
+                fresh.last_offset, fresh.forgotten_at = state.last_offset, state.forgotten_at
+                fresh.id_floor_ts, fresh.id_hashes, fresh.id_ts = state.id_floor_ts, state.id_hashes, state.id_ts
+            state = fresh
+        gap = remember(state, event, offset, policy)
         state.applied += 1
         user.actions.append(_Step(state, None, event, event.text or None, gap, state.applied))
         result.counts["applied"] += 1
     user.state = state
-
-
-def _late_error(event: Event, state: UserState) -> str:
-    return f"event ts {event.ts} is more than the allowed lateness behind the user's newest event ts {state.last_ts}"
 
 
 def dead_letter_output(rejected: Rejected) -> Output:
@@ -412,13 +418,26 @@ def process_batch(
     trending: Trending,
     config: PipelineConfig,
     cache: StateCache | None = None,
+    now_ms: int | None = None,
 ) -> BatchResult:
-    """``cache``: decoded states to use before ``load_state``; the batch takes its users' out of it."""
+    """``cache``: decoded states to use before ``load_state``; the batch takes its users' out of it.
+    ``now_ms``: the worker's clock for the event-time policy (default: now)."""
     result = BatchResult()
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     clock = time.perf_counter
     t0 = clock()
     accepted, rejected = decode_records(list(records))
     result.counts["in"] = len(records)
+    accepted, misrouted = split_misrouted(accepted, config.partitions)
+    for item in misrouted:
+        key, partition = item.record.key, item.record.partition
+        home = partition_of(key, config.partitions)
+        if config.misrouted == "forward":
+            result.outputs.append(Output(topics.EVENTS, key, item.record.value, home))
+        else:
+            error = f"user {item.user_id!r} belongs to partition {home} (murmur2 of the key), not {partition}"
+            rejected.append(dead_letter(item.record, "misrouted", error))
+        result.counts["misrouted"] += 1
     for r in rejected:
         result.dead_letter_reasons[r.letter.reason] += 1
     groups = group_by_user(accepted)
@@ -426,7 +445,7 @@ def process_batch(
     users = _load(groups, load_state, cache, result)
     t2 = clock()
     for user in users:
-        _plan(user, groups[user.user_id], serving, config, result)
+        _plan(user, groups[user.user_id], serving, config, now_ms, result)
     texts: list[str] = []
     for user in users:
         for action in user.actions:
@@ -484,6 +503,6 @@ def _serialize(
                 Output(topics.RECOMMENDATIONS, key, encode(rec)),
             ]
         if user.dirty:
-            value = encode_state(user.state) if user.state is not None else None
+            value = encode_state(user.state)
             result.writes.append(StateWrite(user.user_id, user.partition, value))
         result.states.append((user.user_id, user.partition, user.state))

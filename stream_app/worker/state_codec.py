@@ -1,19 +1,25 @@
 """User state: the one RocksDB value per user, as compact versioned binary.
 
-A user's state is the packed recurrent state of the model that produced it, the high-water mark
-used to drop redelivered events, a bounded window of the raw step inputs of the most recent events
-(to rebuild the state when the serving model changes) and a bounded list of recently seen items
-(excluded from recommendations).
+A user's state is the packed recurrent state of the model that produced it, the marks the
+event-time policy (``event_time``) decides by, a bounded window of the raw step inputs of the most
+recent events (to rebuild the state when the serving model changes) and a bounded list of recently
+seen items (excluded from recommendations). A forgotten user keeps only a *marker*: the marks,
+no recurrent state (S = 0), no window, no seen items, no model version.
 
-Byte layout of version 2 (little-endian; ``str*`` is a string list, see below)::
+Byte layout of version 3 (little-endian; ``str*`` is a string list, see below)::
 
-    u8        codec version (2)
+    u8        codec version (3)
     u8        m = byte length of the model version
     m bytes   model version, UTF-8
     u16       S, then f32[S]     packed recurrent state
     i64       last_ts            epoch ms of the newest applied event (-1: none yet)
     u64       applied            events applied since the state was created
-    str*      ids_at_last_ts     ids of the applied events whose ts == last_ts (newest last)
+    i64       last_offset        events-topic offset of the newest applied record (-1: unknown)
+    i64       forgotten_at       epoch ms up to which the user was erased (-1: never)
+    i64       id_floor_ts        newest ts among the event ids the memory below let go (-1: none)
+    u16       N                  event ids remembered (oldest first)
+    u64[N]    id hashes          first 8 bytes of blake2b of each event id, as a little-endian u64
+    i64[N]    id ts              each remembered event's ts
     str*      seen               recently seen item ids (oldest first)
     u16       W                  events in the recent window (oldest first)
     u16       T                  comment embedding width (0 when no event in the window has text)
@@ -25,36 +31,49 @@ Byte layout of version 2 (little-endian; ``str*`` is a string list, see below)::
     f32[W]    gap_s              seconds since the user's previous event, as stepped
     f16[n,T]  comment embeddings of the n window events with has_text, in window order
 
-``str*`` in version 2: ``u16 count``; when its top bit is clear, ``u32 size`` and the UTF-8 bytes
-of the strings joined by NUL (one decode and one split, where per-string decoding was most of
-the codec's time); when set (a string contains NUL), ``count & 0x7fff`` strings in the version 1
-form. Version 1 is the same layout with every ``str*`` as ``u16 count``, ``u16[count]`` UTF-8 byte
-lengths, then the bytes one after the other; it stays decodable.
+``str*``: ``u16 count``; when its top bit is clear, ``u32 size`` and the UTF-8 bytes of the
+strings joined by NUL (one decode and one split, where per-string decoding was most of the codec's
+time); when set (a string contains NUL), ``count & 0x7fff`` strings in the version 1 form.
 
-Comment embeddings are L2-normalised vectors; float16 keeps them to 2 bytes a value, far inside
-the tolerance a rebuilt state needs. A new layout gets a new version byte and a decoder next to
-``_decode_v1``; old versions stay decodable. Every failure is a ``StateCodecError``.
+Versions 1 and 2 stay decodable. They had, in place of the three marks and the id memory, a
+``str*`` of the ids of the applied events at ``last_ts`` (version 1: every ``str*`` as ``u16
+count``, ``u16[count]`` UTF-8 byte lengths, then the bytes). Decoded, such a state remembers those
+ids and its window's, all at ``last_ts``, with ``last_offset`` unknown and ``id_floor_ts`` =
+``last_ts``: an unknown id older than its newest event is dead-lettered as out of order rather
+than risked as a redelivery.
+
+Event ids are remembered as 8-byte hashes: 16 bytes an id with its ts, whatever the id's length
+(36-character UUIDs took 37). A new id collides with one of the N a user's memory holds with
+probability about N / 2^64. Comment embeddings are L2-normalised vectors; float16 keeps them to 2 bytes a
+value, far inside the tolerance a rebuilt state needs. A new layout gets a new version byte and a
+decoder next to ``_decode_v3``. Every failure is a ``StateCodecError``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
-from collections.abc import Callable, Sequence
+import sys
+from array import array
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
 
 from stream_app.exceptions import InterestStreamError
 
-VERSION = 2
+VERSION = 3
 NO_TS = -1
+NO_OFFSET = -1
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 _U16_U32 = struct.Struct("<HI")
 _U32 = struct.Struct("<I")
 _LENGTH_PREFIXED = 0x8000
 _TS_APPLIED = struct.Struct("<qQ")
+_MARKS = struct.Struct("<qqqH")  # last_offset, forgotten_at, id_floor_ts, N
 _WT = struct.Struct("<HH")
 
 
@@ -78,15 +97,32 @@ class RecentEvent(NamedTuple):
         return self.comment_emb is not None
 
 
+def id_array(typecode: str, values: Iterable[int] = ()) -> array:
+    """An id-memory column: ``Q`` hashes or ``q`` ts, 8 bytes a value (a list of ints took 5 KB more a user)."""
+    return array(typecode, values)
+
+
+@lru_cache(maxsize=1024)  # the policy asks for an event's hash to decide, then to remember it
+def id_hash(event_id: str) -> int:
+    """The 64-bit hash an event id is remembered by."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
 @dataclass(slots=True)
 class UserState:
     model_version: str
     state: np.ndarray  # float32 [S]
     last_ts: int = NO_TS
     applied: int = 0
-    ids_at_last_ts: list[str] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
     window: list[RecentEvent] = field(default_factory=list)
+    last_offset: int = NO_OFFSET
+    forgotten_at: int = NO_TS
+    id_floor_ts: int = NO_TS
+    id_hashes: array = field(
+        default_factory=lambda: id_array("Q")
+    )  # recent applied event ids (``id_hash``), oldest first
+    id_ts: array = field(default_factory=lambda: id_array("q"))  # their ts
     # not stored: the serving item index's rows of ``seen`` and ``window`` (pipeline.ItemRows), kept
     # while the state stays in memory so its next events need no id lookups
     item_rows: object | None = field(default=None, compare=False, repr=False)
@@ -94,6 +130,11 @@ class UserState:
     @classmethod
     def empty(cls, model_version: str, state_dim: int) -> UserState:
         return cls(model_version=model_version, state=np.zeros(state_dim, dtype=np.float32))
+
+    @property
+    def is_marker(self) -> bool:
+        """A forgotten user's marker: the marks only, nothing learned from the user's events."""
+        return self.state.size == 0
 
 
 def as_stored(comment_emb: np.ndarray) -> np.ndarray:
@@ -122,7 +163,10 @@ def encode_state(user: UserState) -> bytes:
         out += [_U8.pack(VERSION), _U8.pack(len(version)), version]
         state = np.ascontiguousarray(user.state, dtype="<f4").ravel()
         out += [_U16.pack(state.size), state.tobytes(), _TS_APPLIED.pack(user.last_ts, user.applied)]
-        _pack_strs(out, user.ids_at_last_ts)
+        n = len(user.id_hashes)
+        if len(user.id_ts) != n:
+            raise ValueError(f"{n} remembered ids with {len(user.id_ts)} ts")
+        out += [_MARKS.pack(user.last_offset, user.forgotten_at, user.id_floor_ts, n), *_le(user.id_hashes, user.id_ts)]
         _pack_strs(out, user.seen)
         w = len(user.window)
         # the window's columns (struct packs 32 values several times faster than np.array of a list)
@@ -144,6 +188,15 @@ def encode_state(user: UserState) -> bytes:
         raise StateCodecError(f"cannot encode the state of model {user.model_version!r}: {exc}") from exc
 
 
+def _le(*columns: array) -> list[bytes]:
+    if sys.byteorder == "little":
+        return [c.tobytes() for c in columns]
+    swapped = [array(c.typecode, c) for c in columns]
+    for c in swapped:
+        c.byteswap()
+    return [c.tobytes() for c in swapped]
+
+
 class _Reader:
     __slots__ = ("buf", "pos")
 
@@ -160,6 +213,17 @@ class _Reader:
         arr = np.frombuffer(self.buf, dtype=dtype, count=count, offset=self.pos)
         self.pos += arr.nbytes
         return arr
+
+    def id_column(self, typecode: str, count: int) -> array:
+        end = self.pos + 8 * count
+        if end > len(self.buf):
+            raise ValueError("truncated id memory")
+        column = id_array(typecode)
+        column.frombytes(self.buf[self.pos : end])
+        if sys.byteorder != "little":
+            column.byteswap()
+        self.pos = end
+        return column
 
     def text(self, n: int) -> str:
         end = self.pos + n
@@ -190,13 +254,17 @@ class _Reader:
         return strings
 
 
-def _decode(r: _Reader, strs: Callable[[], list[str]]) -> UserState:
+def _decode(r: _Reader, strs: Callable[[], list[str]], v3: bool) -> UserState:
     (m,) = r.unpack(_U8)
     model_version = r.text(m)
     (s,) = r.unpack(_U16)
     state = r.array("<f4", s).astype(np.float32)
     last_ts, applied = r.unpack(_TS_APPLIED)
-    ids_at_last_ts = strs()
+    if v3:
+        last_offset, forgotten_at, id_floor_ts, n = r.unpack(_MARKS)
+        id_hashes, id_ts = r.id_column("Q", n), r.id_column("q", n)
+    else:
+        ids_at_last_ts = strs()
     seen = strs()
     w, width = r.unpack(_WT)
     event_ids = strs()
@@ -216,18 +284,29 @@ def _decode(r: _Reader, strs: Callable[[], list[str]]) -> UserState:
         for k, i in enumerate(i for i, flag in enumerate(has_text) if flag):
             comment_embs[i] = embs[k]
     window = list(map(RecentEvent._make, zip(event_ids, item_ids, types, ratings, gaps, comment_embs, strict=True)))
-    return UserState(model_version, state, last_ts, applied, ids_at_last_ts, seen, window)
+    user = UserState(model_version, state, last_ts, applied, seen, window)
+    if v3:
+        user.last_offset, user.forgotten_at, user.id_floor_ts = last_offset, forgotten_at, id_floor_ts
+        user.id_hashes, user.id_ts = id_hashes, id_ts
+    else:  # see the module docstring: what an older state remembers
+        remembered = id_array("Q", dict.fromkeys(map(id_hash, [*event_ids, *ids_at_last_ts])))
+        user.id_hashes, user.id_ts, user.id_floor_ts = remembered, id_array("q", [last_ts] * len(remembered)), last_ts
+    return user
 
 
 def _decode_v1(r: _Reader) -> UserState:
-    return _decode(r, r.strs_v1)
+    return _decode(r, r.strs_v1, v3=False)
 
 
 def _decode_v2(r: _Reader) -> UserState:
-    return _decode(r, r.strs)
+    return _decode(r, r.strs, v3=False)
 
 
-_DECODERS = {1: _decode_v1, 2: _decode_v2}
+def _decode_v3(r: _Reader) -> UserState:
+    return _decode(r, r.strs, v3=True)
+
+
+_DECODERS = {1: _decode_v1, 2: _decode_v2, 3: _decode_v3}
 
 
 def decode_state(raw: bytes) -> UserState:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
 import faust
 from faust.streams import _current_event
@@ -69,11 +69,7 @@ class BatchStates:
         table = self._table
         for w in writes:
             with in_partition_of(self._event_of[w.partition]):
-                if w.value is None:
-                    with suppress(KeyError):
-                        del table.data[w.user_id]
-                else:
-                    table.data[w.user_id] = w.value
+                table.data[w.user_id] = w.value
         records = [(w.partition, w.user_id.encode(), w.value) for w in writes]
         for (name, partition), offset in (
             await changelog.write(table.changelog_topic.get_topic_name(), records)

@@ -57,13 +57,20 @@ def test_converted_movielens_sample_is_read_back_in_full(settings, topics, group
 def test_a_broken_line_is_named_and_nothing_is_produced(settings, topics, istream, tmp_path):
     path = write_lines(
         tmp_path / "events.jsonl",
-        [json.dumps(event(1)), '{"event_id": "e2", "user_id": ', json.dumps(event(3)), json.dumps(event(4, ts=-5))],
+        [
+            json.dumps(event(1)),
+            '{"event_id": "e2", "user_id": ',
+            json.dumps(event(3)),
+            json.dumps(event(4, ts=-5)),
+            '{"event_id": "e5", "extra": ' + "[" * 1000 + "]" * 1000 + "}",
+        ],
     )
     result = istream("produce", path)
     assert result.returncode != 0
     assert f"{path}:2: event: not valid JSON" in result.stderr
     assert f"{path}:4: event:" in result.stderr and ">= 0" in result.stderr
-    assert "2 invalid line(s) (first: line 2); nothing was produced" in result.stderr
+    assert f"{path}:5: event: JSON nested deeper than 32 levels" in result.stderr  # a RecursionError before
+    assert "3 invalid line(s) (first: line 2); nothing was produced" in result.stderr
     assert "Traceback" not in result.stderr
     assert read_back(settings, "events", 1) == []
 

@@ -38,19 +38,28 @@ def test_window_keeps_recent_valid_events_and_counts_bad_ones(settings: Settings
     old = [(b"u1", event(n, "u1", now - 120 * MINUTE_MS), now - 120 * MINUTE_MS) for n in range(5)]
     recent = [(f"u{n % 3}".encode(), event(100 + n, f"u{n % 3}", now - 30 * MINUTE_MS + n), now - 30 * MINUTE_MS + n)
               for n in range(12)]  # fmt: skip
-    bad = [(b"u9", b"not json", now - 10 * MINUTE_MS), (b"u9", b'{"event_id": 3}', now - 10 * MINUTE_MS)]
+    deep = b'{"event_id": "x", "extra": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    bad = [(b"u9", b"not json", now - 10 * MINUTE_MS), (b"u9", b'{"event_id": 3}', now - 10 * MINUTE_MS),
+           (b"u9", deep, now - 10 * MINUTE_MS), (None, None, now - 10 * MINUTE_MS)]  # fmt: skip
     forget = [(b"u2", msgspec.json.encode({"event_id": "f1", "user_id": "u2", "item_id": "-", "type": "forget",
-                                           "ts": now}), now - MINUTE_MS)]  # fmt: skip
-    produce(settings, topics["events"], old + recent + bad + forget)
+                                           "ts": now - 90 * MINUTE_MS}), now - MINUTE_MS)]  # fmt: skip
+    tombstone = [(b"u0", None, now - 5 * MINUTE_MS)]
+    produce(settings, topics["events"], old + recent + bad + forget + tombstone)
 
     window = read_window(settings, 60 * MINUTE_MS, POLICY, now_ms=now)
 
     ids = sorted(e["event_id"] for e in window.events)
-    assert ids == sorted(f"e{100 + n}" for n in range(12) if n % 3 != 2)  # u2 asked to be forgotten
-    assert window.forgotten == {"u2"}
-    assert window.bad_records == {"json": 1, "schema": 1}
-    assert window.records_read == 12 + 2 + 1
-    assert window.stats()["users"] == 2 and window.partitions == 2
+    # u2 asked to be forgotten (a forget event, older than its events: applied whatever its ts), u0 by a tombstone
+    assert ids == sorted(f"e{100 + n}" for n in range(12) if n % 3 == 1)
+    assert window.forgotten == {"u0", "u2"}
+    assert window.bad_records == {"json": 1, "schema": 1, "depth": 1, "empty": 1}
+    assert window.records_read == 12 + 4 + 1 + 1
+    assert window.stats()["users"] == 1 and window.partitions == 2
+
+    # a window longer than all history (100 years: it would start before 1970) reads from the beginning
+    everything = read_window(settings, 36_500 * 1440 * MINUTE_MS, POLICY, now_ms=now)
+    assert everything.start_ms == 0
+    assert sorted(e["event_id"] for e in everything.events) == sorted([f"e{n}" for n in range(5)] + ids)
     # the job never commits: its group has no offsets on the broker
     probe = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{settings.topic_prefix}-finetune"})
     committed = probe.committed([TopicPartition(topics["events"], p) for p in range(2)], timeout=10)

@@ -9,12 +9,15 @@ import pytest
 from stream_app import topics
 from stream_app.contracts import DeadLetter, Event, InterestVector, Recommendation
 from stream_app.worker.decode import RawRecord
+from stream_app.worker.event_time import EventTimePolicy
 from stream_app.worker.item_index import Catalog, ItemIndex
 from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving
 from stream_app.worker.state_codec import decode_state
 from tests.stream_app.worker.fixtures import InProcessRun, make_events, stepwise_reference
 
-CONFIG = PipelineConfig(top_k=5, lateness_ms=3_600_000, window=32, seen=10, cold_start_events=0)
+CONFIG = PipelineConfig(
+    top_k=5, event_time=EventTimePolicy(lateness_ms=3_600_000), window=32, seen=10, cold_start_events=0
+)
 
 
 def _outputs(results: list[BatchResult], kind: str, decode_as):
@@ -69,15 +72,20 @@ def test_redelivered_events_change_nothing_and_emit_nothing(runtime):
     assert run.states == before
 
 
-def test_late_events_go_to_dead_letter(runtime):
+def test_out_of_order_events_within_the_lateness_apply_and_late_ones_go_to_dead_letter(runtime):
     run = InProcessRun(runtime, CONFIG)
     first = Event(event_id="a", user_id="u", item_id=runtime.item_ids[0], type="click", ts=10 * 3_600_000)
-    stale = Event(event_id="b", user_id="u", item_id=runtime.item_ids[1], type="click", ts=10 * 3_600_000 - 1000)
+    earlier = Event(event_id="b", user_id="u", item_id=runtime.item_ids[1], type="click", ts=10 * 3_600_000 - 1000)
     late = Event(event_id="c", user_id="u", item_id=runtime.item_ids[1], type="click", ts=5 * 3_600_000)
-    (result,) = run.events([first, stale, late], 10)
+    (result,) = run.events([first, earlier, late], 10)
     letters = _outputs([result], topics.DEADLETTER, DeadLetter)
     assert [(d.reason, d.offset) for d in letters] == [("late", 2)]
-    assert result.counts["duplicates"] == 1 and result.counts["applied"] == 1
+    assert result.counts["duplicates"] == 0 and result.counts["applied"] == 2
+    # in arrival order, the earlier one stepped with no time gap; the newest ts stays
+    vectors = _outputs([result], topics.VECTORS, InterestVector)
+    assert [v.event_id for v in vectors] == ["a", "b"]
+    state = decode_state(run.states["u"])
+    assert state.last_ts == first.ts and state.window[-1].gap_s == 0.0
 
 
 def test_bad_records_are_dead_lettered_and_good_ones_around_them_processed(runtime):
@@ -110,9 +118,11 @@ def test_forget_deletes_the_state_and_emits_tombstones(runtime):
     state = decode_state(run.states["user-0"])
     assert state.applied == 1
     np.testing.assert_allclose(state.state, ref.states["user-0"], atol=1e-5)
-    # a tombstone on the events topic forgets too
-    result = run.batch([RawRecord("t.events", 0, 500, b"user-0", None)])
-    assert "user-0" not in run.states and [o.value for o in result.outputs] == [None, None]
+    # a tombstone on the events topic forgets too: the user's state becomes a marker
+    result = run.batch([RawRecord("t.events", 0, 500, b"user-0", None, after.ts + 10)])
+    marker = decode_state(run.states["user-0"])
+    assert marker.is_marker and not marker.window and not marker.seen and marker.forgotten_at == after.ts + 10
+    assert [o.value for o in result.outputs] == [None, None]
 
 
 def test_state_of_another_model_is_rebuilt_from_its_window(runtime, other_bundle):
@@ -188,3 +198,25 @@ def test_unreadable_stored_state_restarts_the_user(runtime):
     np.testing.assert_allclose(
         decode_state(run.states["user-0"]).state, stepwise_reference(runtime, events).states["user-0"], atol=1e-5
     )
+
+
+@pytest.mark.parametrize("action", ["forward", "deadletter"])
+def test_records_off_their_users_partition_are_forwarded_or_dead_lettered(runtime, action):
+    from stream_app.worker.routing import partition_of
+
+    config = PipelineConfig(top_k=3, partitions=8, misrouted=action)
+    run = InProcessRun(runtime, config)
+    event = Event(event_id="e1", user_id="u42", item_id=runtime.item_ids[0], type="click", ts=1_700_000_000_000)
+    home = partition_of(b"u42", 8)
+    assert home == 7  # what kcat -X partitioner=murmur2_random and the client pick (tests/deploy/test_kcat.py)
+    value = msgspec.json.encode(event)
+    away = [RawRecord("t.events", 6, 0, b"u42", value), RawRecord("t.events", 6, 1, b"u42", None)]
+    result = run.batch([*away, RawRecord("t.events", home, 0, b"u42", value)])
+    assert result.counts["misrouted"] == 2 and result.counts["applied"] == 1  # the copy at home applies
+    if action == "forward":
+        forwarded = [o for o in result.outputs if o.kind == topics.EVENTS]
+        assert [(o.key, o.value, o.partition) for o in forwarded] == [(b"u42", value, 7), (b"u42", None, 7)]
+    else:
+        letters = _outputs([result], topics.DEADLETTER, DeadLetter)
+        assert [(d.reason, d.partition, d.offset) for d in letters] == [("misrouted", 6, 0), ("misrouted", 6, 1)]
+        assert "belongs to partition 7" in letters[0].error

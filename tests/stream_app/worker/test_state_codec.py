@@ -2,11 +2,14 @@ import numpy as np
 import pytest
 
 from stream_app.worker.state_codec import (
+    NO_OFFSET,
     RecentEvent,
     StateCodecError,
     UserState,
     decode_state,
     encode_state,
+    id_array,
+    id_hash,
 )
 
 T = 384
@@ -26,17 +29,26 @@ def _user(window: int = 32, seen: int = 100, state_dim: int = 192, seed: int = 0
         state=rng.normal(size=state_dim).astype(np.float32),
         last_ts=1_700_000_000_123,
         applied=12345,
-        ids_at_last_ts=["e-00000031-ü"],
         seen=[f"item-{i}" for i in range(seen)],
         window=events,
+        last_offset=987_654,
+        forgotten_at=1_600_000_000_000,
+        id_floor_ts=1_699_999_999_000,
+        id_hashes=id_array("Q", [id_hash(f"e-{i}") for i in range(64)]),
+        id_ts=id_array("q", [1_700_000_000_000 + i for i in range(64)]),
     )
+
+
+MARKS = ("last_ts", "applied", "last_offset", "forgotten_at", "id_floor_ts", "id_hashes", "id_ts", "seen")
 
 
 def _assert_same(a: UserState, b: UserState, emb_atol: float = 0.0) -> None:
     assert a.model_version == b.model_version
     np.testing.assert_array_equal(a.state, b.state)
     assert b.state.dtype == np.float32
-    assert (a.last_ts, a.applied, a.ids_at_last_ts, a.seen) == (b.last_ts, b.applied, b.ids_at_last_ts, b.seen)
+    assert [list(getattr(a, m)) if m in ("id_hashes", "id_ts") else getattr(a, m) for m in MARKS] == [
+        list(getattr(b, m)) if m in ("id_hashes", "id_ts") else getattr(b, m) for m in MARKS
+    ]
     assert len(a.window) == len(b.window)
     for x, y in zip(a.window, b.window, strict=True):
         assert (x.event_id, x.item_id, x.event_type, x.has_text) == (y.event_id, y.item_id, y.event_type, y.has_text)
@@ -48,7 +60,7 @@ def _assert_same(a: UserState, b: UserState, emb_atol: float = 0.0) -> None:
 def test_round_trip_keeps_every_field():
     user = _user()
     raw = encode_state(user)
-    assert raw[0] == 2
+    assert raw[0] == 3
     # float16 embeddings: about 1e-3 relative, far inside what a rebuilt state needs
     _assert_same(user, decode_state(raw), emb_atol=1e-3)
 
@@ -59,26 +71,53 @@ V1_BYTES = bytes.fromhex(
     "692d31692dc3bc02000200020003000300652d32652d33020003000400692d31692dc3bc00050001000080bf000080400000000000007042cd"
     "38663a"
 )
-V1_STATE = UserState(
-    "v1-model",
-    np.arange(4, dtype=np.float32) / 8,
-    1_700_000_000_123,
-    7,
-    ["e-3"],
-    ["i-1", "i-ü"],
+# the same state (9 applied, ids at last_ts e-3 and e-4) written by the version 2 codec
+V2_BYTES = bytes.fromhex(
+    "020876322d6d6f64656c0400000000000000003e0000803e0000c03e7b68e5cf8b0100000900000000000000020007000000652d3300652d"
+    "34020008000000692d3100692dc3bc02000200020007000000652d3200652d33020008000000692d3100692dc3bc00050001000080bf0000"
+    "80400000000000007042cd38663a"
+)
+WINDOW = [
+    RecentEvent("e-2", "i-1", 0, -1.0, 0.0, None),
+    RecentEvent("e-3", "i-ü", 5, 4.0, 60.0, np.array([0.6, 0.8], dtype=np.float32)),
+]
+
+
+def _old_state(version: str, applied: int, ids: list[str]) -> UserState:
+    """What a version 1 or 2 state decodes to: its window's ids and those at last_ts remembered at last_ts,
+    the offset unknown, nothing older taken for new (module docstring of state_codec)."""
+    ts = 1_700_000_000_123
+    return UserState(
+        version, np.arange(4, dtype=np.float32) / 8, ts, applied, ["i-1", "i-ü"], WINDOW,
+        last_offset=NO_OFFSET, id_floor_ts=ts, id_hashes=[id_hash(i) for i in ids], id_ts=[ts] * len(ids),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
     [
-        RecentEvent("e-2", "i-1", 0, -1.0, 0.0, None),
-        RecentEvent("e-3", "i-ü", 5, 4.0, 60.0, np.array([0.6, 0.8], dtype=np.float32)),
+        (V1_BYTES, _old_state("v1-model", 7, ["e-2", "e-3"])),
+        (V2_BYTES, _old_state("v2-model", 9, ["e-2", "e-3", "e-4"])),
     ],
 )
+def test_states_written_by_older_codecs_still_decode_and_are_rewritten_as_version_3(raw, expected):
+    user = decode_state(raw)
+    _assert_same(expected, user, emb_atol=1e-3)
+    again = encode_state(user)
+    assert again[0] == 3
+    _assert_same(expected, decode_state(again), emb_atol=1e-3)
 
 
-def test_a_state_written_by_the_version_1_codec_still_decodes_and_is_rewritten_as_version_2():
-    user = decode_state(V1_BYTES)
-    _assert_same(V1_STATE, user, emb_atol=1e-3)
-    raw = encode_state(user)
-    assert raw[0] == 2 and raw != V1_BYTES
-    _assert_same(V1_STATE, decode_state(raw), emb_atol=1e-3)
+def test_a_forgotten_users_marker_is_small_and_round_trips():
+    marker = UserState("", np.zeros(0, dtype=np.float32), last_offset=42, forgotten_at=1_700_000_000_000)
+    marker.id_hashes.append(id_hash("forget-1"))
+    marker.id_ts.append(1_700_000_000_000)
+    raw = encode_state(marker)
+    back = decode_state(raw)
+    assert back.is_marker and not _user().is_marker
+    _assert_same(marker, back)
+    print(f"\nmarker of a forgotten user: {len(raw)} bytes")
+    assert len(raw) <= 100  # 84: the marks and one id; no state, window or items
 
 
 def test_ids_holding_nul_round_trip_through_the_length_prefixed_form():
@@ -95,16 +134,16 @@ def test_empty_state_round_trips():
 
 def test_state_is_compact():
     raw = encode_state(_user())
-    # 32-event window with 8 comments, 100 seen items, S=192: comment embeddings dominate
-    expected = 192 * 4 + 8 * T * 2
+    # 32-event window with 8 comments, 100 seen items, 64 remembered ids, S=192: comment embeddings dominate
+    expected = 192 * 4 + 8 * T * 2 + 64 * 16
     print(f"\nencoded user state: {len(raw)} bytes (state+embeddings {expected})")
     assert len(raw) < expected + 3000
 
 
 def test_unknown_codec_version_fails_clearly():
     raw = bytearray(encode_state(_user()))
-    raw[0] = 3
-    with pytest.raises(StateCodecError, match="version 3 is unknown"):
+    raw[0] = 4
+    with pytest.raises(StateCodecError, match="version 4 is unknown"):
         decode_state(bytes(raw))
 
 
