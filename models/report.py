@@ -1,5 +1,6 @@
-"""The evaluation report next to a checkpoint: ``report.png`` (training curve, metrics vs baselines)
-and ``report.md`` (the same figures as tables, plus what the run used)."""
+"""The report next to a checkpoint: ``report.png`` (training curve; after ``istream evaluate`` also the
+test metrics vs baselines) and ``report.md`` (the same figures as tables, plus what the run used).
+``istream train`` writes the training half, ``istream evaluate`` rewrites both halves."""
 
 from __future__ import annotations
 
@@ -42,29 +43,36 @@ def member_summary(h: dict) -> str:
     return text
 
 
-def write_png(path: Path, history: dict, rows: list[tuple[str, float, float]]) -> None:
-    fig, (curve, bars) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.3]})
+def plot_curves(curve: plt.Axes, history: dict) -> None:
+    """Each member in its own colour: train loss (left axis, solid), final-fit loss (crosses) and validation
+    NDCG@10 (right axis, dashed), its best epoch as a dotted line; the legend below the axes."""
     members = member_histories(history)
-    if members:
-        val = curve.twinx()
-        for k, h in enumerate(members):
-            tag, style = (f" (member {k + 1})" if len(members) > 1 else ""), ["-", "--", "-.", ":"][k % 4]
-            x = [e["epoch"] for e in h["epochs"]]
-            curve.plot(x, [e["loss"] for e in h["epochs"]], "o" + style, color="tab:blue", label=f"train loss{tag}")
-            refit = h.get("refit_epochs") or []
-            if refit:
-                curve.plot([e["epoch"] for e in refit], [e["loss"] for e in refit], "x" + style, color="tab:purple",
-                           label=f"{final_fit(h)} loss (train + validation items){tag}")  # fmt: skip
-            for key, marker, color in (("NDCG@10", "s", "tab:orange"), ("HR@10", "^", "tab:green")):
-                values = [e[f"val_{key.lower()}"] for e in h["epochs"]]
-                val.plot(x, values, marker + style, color=color, label=f"val {key}{tag}")
-            val.axvline(h["best_epoch"], color="grey", linestyle=style, label=f"best epoch {h['best_epoch']}{tag}")
-        curve.set_xlabel("epoch")
-        curve.set_ylabel("train loss (softmax cross-entropy)", color="tab:blue")
-        val.set_ylabel("validation metric (stepwise)")
-        lines = curve.get_legend_handles_labels()[0] + val.get_legend_handles_labels()[0]
-        val.legend(lines, [line.get_label() for line in lines], loc="lower right", fontsize=7)
+    val = curve.twinx()
+    colours = plt.get_cmap("tab10").colors
+    for k, h in enumerate(members):
+        tag, colour = (f" (member {k + 1})" if len(members) > 1 else ""), colours[k % len(colours)]
+        x = [e["epoch"] for e in h["epochs"]]
+        curve.plot(x, [e["loss"] for e in h["epochs"]], "o-", color=colour, markersize=3, label=f"train loss{tag}")
+        refit = h.get("refit_epochs") or []
+        if refit:
+            curve.plot([e["epoch"] for e in refit], [e["loss"] for e in refit], "x", color=colour, markersize=6,
+                       label=f"{final_fit(h)} loss (train + validation items){tag}")  # fmt: skip
+        val.plot(x, [e["val_ndcg@10"] for e in h["epochs"]], "s--", color=colour, markersize=3,
+                 label=f"validation NDCG@10{tag}")  # fmt: skip
+        val.axvline(
+            h["best_epoch"], color=colour, linestyle=":", linewidth=1, label=f"best epoch {h['best_epoch']}{tag}"
+        )
+    curve.set_xlabel("epoch")
+    curve.set_ylabel("train loss (softmax cross-entropy), solid")
+    val.set_ylabel("validation NDCG@10 (stepwise), dashed")
     curve.set_title("training curve")
+    lines = curve.get_legend_handles_labels()[0] + val.get_legend_handles_labels()[0]
+    if lines:
+        curve.legend(lines, [line.get_label() for line in lines], loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                     ncol=2, fontsize=7, frameon=False)  # fmt: skip
+
+
+def plot_metrics(bars: plt.Axes, rows: list[tuple[str, float, float]]) -> None:
     names = [r[0] for r in rows]
     y = range(len(rows))
     height = 0.38
@@ -78,15 +86,37 @@ def write_png(path: Path, history: dict, rows: list[tuple[str, float, float]]) -
     bars.set_xlim(0, max(r[1] for r in rows) * 1.25)
     bars.set_title("test split: model vs baselines")
     bars.legend(loc="lower right", fontsize=8)
+
+
+def write_png(path: Path, history: dict, rows: list[tuple[str, float, float]]) -> None:
+    """The training curve, and beside it the test metrics when there are any (``rows``)."""
+    if rows:
+        fig, (curve, bars) = plt.subplots(1, 2, figsize=(13, 5.6), gridspec_kw={"width_ratios": [1, 1.3]})
+        plot_metrics(bars, rows)
+    else:
+        fig, curve = plt.subplots(figsize=(7.5, 5.6))
+    plot_curves(curve, history)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def markdown(result: dict, extra: dict, history: dict, rows: list[tuple[str, float, float]]) -> str:
+def bucket_lines(buckets: list[dict]) -> list[str]:
+    names = [name for name in buckets[0] if name not in ("bucket", "n")]
+    return [
+        "| events before | n | " + " | ".join(f"{name} HR@10 / NDCG@10" for name in names) + " |",
+        "|---|---|" + "---|" * len(names),
+        *[
+            f"| {b['bucket']} | {b['n']} | "
+            + " | ".join(f"{b[name]['hr@10']:.4f} / {b[name]['ndcg@10']:.4f}" for name in names)
+            + " |"
+            for b in buckets
+        ],
+    ]
+
+
+def evaluation_lines(result: dict, extra: dict, rows: list[tuple[str, float, float]]) -> list[str]:
     lines = [
-        "# Interest model evaluation",
-        "",
         f"Events: `{extra.get('events', '?')}`; {result['users']} users evaluated, {result['items']} items ranked.",
         "Protocol: per user events by time, consecutive repeats collapsed, users with >= 3 items, last item = target,",
         "full ranking over all items minus the user's history (a re-consumed target is a miss); the model is stepped",
@@ -96,7 +126,37 @@ def markdown(result: dict, extra: dict, history: dict, rows: list[tuple[str, flo
         "|---|---|---|",
         *[f"| {name} | {hr:.4f} | {ndcg:.4f} |" for name, hr, ndcg in rows],
     ]
-    sentiment = extra.get("sentiment")
+    if result.get("buckets"):
+        lines += ["", "## By history length (test split)", "", *bucket_lines(result["buckets"])]
+    pq = result.get("prequential")
+    if pq:
+        names = [name for name in pq if name not in ("since", "predictions", "buckets")]
+        lines += [
+            "",
+            "## Prequential (every run after the model's training data, from the state before it)",
+            "",
+            f"{pq['predictions']} predictions of runs from epoch ms {pq['since']} on; baselines count the events "
+            "before that time, the user's own last item taken live.",
+            "",
+            "| model | HR@10 | NDCG@10 |",
+            "|---|---|---|",
+            *[f"| {name} | {pq[name]['hr@10']:.4f} | {pq[name]['ndcg@10']:.4f} |" for name in names],
+            "",
+            *bucket_lines(pq["buckets"]),
+        ]
+    elif "prequential" in result:
+        lines += ["", "Prequential: no event after the model's training data (`istream train --until` holds some out)."]
+    return lines
+
+
+def markdown(result: dict | None, extra: dict, history: dict, rows: list[tuple[str, float, float]]) -> str:
+    """The report's text; without ``result`` (right after training) only the training half."""
+    lines = ["# Interest model report", ""]
+    if result is None:
+        lines += ["Not evaluated yet: `istream evaluate` adds the test split, baselines and prequential figures."]
+    else:
+        lines += evaluation_lines(result, extra, rows)
+    sentiment = extra.get("sentiment") if result is not None else None
     if sentiment:
         lines += [
             "",
@@ -139,9 +199,13 @@ def markdown(result: dict, extra: dict, history: dict, rows: list[tuple[str, flo
     return "\n".join(lines) + "\n"
 
 
-def write_report(out_dir: str | os.PathLike, result: dict, extra: dict, history: dict) -> tuple[Path, Path]:
+def write_report(
+    out_dir: str | os.PathLike, history: dict, result: dict | None = None, extra: dict | None = None
+) -> tuple[Path, Path]:
+    """report.png and report.md in ``out_dir``: the training half, plus the evaluation when ``result`` is given."""
     out = Path(out_dir)
-    rows = metric_rows(result, extra)
+    extra = extra or {}
+    rows = metric_rows(result, extra) if result is not None else []
     write_png(out / PNG, history, rows)
     (out / MARKDOWN).write_text(markdown(result, extra, history, rows), encoding="utf-8")
     return out / PNG, out / MARKDOWN

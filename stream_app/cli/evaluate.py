@@ -99,7 +99,7 @@ def evaluate(
         )
         if not no_report:
             save_metrics(model_dir, {**out["result"], **out["extra"]})
-            png, md = write_report(model_dir, out["result"], out["extra"], load_checkpoint(model_dir).history)
+            png, md = write_report(model_dir, load_checkpoint(model_dir).history, out["result"], out["extra"])
     except (DatasetError, ModelError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -93,6 +93,7 @@ def train(
     """Train the interest model (chronological leave-one-out, early stopping on validation NDCG@10)."""
     from models.datasets import DatasetError
     from models.exceptions import ModelError
+    from models.report import write_report
     from models.train import TrainConfig, train_files
 
     settings = make_settings()
@@ -119,6 +120,7 @@ def train(
             progress=not quiet,
             until=until,
         )
+        png, md = write_report(out, history)
     except (DatasetError, ModelError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     trained = history.get("members") or [history]
@@ -127,3 +129,4 @@ def train(
         f"validation NDCG@10 {history['best_val_ndcg@10']:.4f}, then {history['final_fit']} (validation items add "
         f"{history['validation_adds']:.1%} to the targets), {history['total_seconds']:.0f} s"
     )
+    click.echo(f"report: {png}, {md} (training curve; `istream evaluate` adds the test figures)")
