@@ -14,7 +14,7 @@ import click
 from pydantic import ValidationError
 
 from stream_app.exceptions import InterestStreamError
-from stream_app.settings import Settings
+from stream_app.settings import Settings, describe_errors
 
 
 def istream_argv() -> list[str]:
@@ -54,18 +54,20 @@ def make_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{name: value for name, value in overrides.items() if value is not None})
     except ValidationError as exc:
-        raise click.UsageError(f"invalid setting: {exc}") from None
+        raise click.UsageError(f"invalid setting {describe_errors(exc)}") from None
 
 
 def reports_errors(command: Callable) -> Callable:
-    """Turn the project's errors into a one-line message and exit code 1 instead of a traceback."""
+    """Turn the project's errors into a one-line message and the error's exit code instead of a traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except InterestStreamError as exc:
-            raise click.ClickException(str(exc)) from None
+            error = click.ClickException(str(exc))
+            error.exit_code = exc.exit_code
+            raise error from None
 
     return wrapper
 
