@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     ssl_ca_location: str | None = Field(None, description="CA bundle used to verify the brokers.")
     ssl_certificate_location: str | None = Field(None, description="Client certificate (mutual TLS).")
     ssl_key_location: str | None = Field(None, description="Client private key (mutual TLS).")
+    kafka_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest wait for the cluster to answer (metadata, topic admin, deliveries at close): past it a "
+        "command, the client API or a starting worker fails, exit code 69 when no broker answered.",
+    )
 
     # Topics
     topic_prefix: str = Field("interest", description="Prefix of every topic name (`<prefix>.events`, ...).")

@@ -24,6 +24,7 @@ import faust
 from threadpoolctl import threadpool_limits
 
 from stream_app import topics
+from stream_app.cluster import client_config
 from stream_app.contracts import ContractError, decode_item
 from stream_app.settings import Settings
 from stream_app.worker.decode import RawRecord, dead_letter
@@ -87,8 +88,9 @@ class WorkerEngine:
         self._writing: asyncio.Future | None = None
         self.on_write_failure: Callable[[], None] = lambda: None  # called inside the except block
 
-    def start(self) -> None:
-        """Load the serving model and open the feeds and the producer (blocking; before consuming)."""
+    def load_model(self) -> None:
+        """Load and verify the registry's CURRENT model (blocking); ``start`` does it when not done yet."""
+        from export.exceptions import BundleError
         from export.registry import Registry
 
         if self.settings.worker_blas_threads:
@@ -98,16 +100,27 @@ class WorkerEngine:
         self._swapper = ModelSwapper(
             Registry(root), root, runtime_loader(self.settings), self.metrics, self.settings.model_poll_s
         )
-        self._serve(self._swapper.load_current())
-        kafka = self.settings.kafka_config()
-        self._items = TopicFeed(kafka, self.names[topics.ITEMS], from_beginning=True)
+        try:
+            self._serve(self._swapper.load_current())
+        except BundleError as exc:
+            raise type(exc)(
+                f"the registry's CURRENT model is refused: {exc}; make a good version CURRENT "
+                "(`istream models rollback`, or `istream models promote VERSION`)"
+            ) from None
+
+    def start(self) -> None:
+        """Open the feeds and the producers, after loading the model if needed (blocking; before consuming)."""
+        if self._swapper is None:
+            self.load_model()
+        settings = self.settings
+        self._items = TopicFeed(client_config(settings), self.names[topics.ITEMS], from_beginning=True)
         # Updates published while no worker ran are covered by CURRENT, read at start.
-        self._updates = TopicFeed(kafka, self.names[topics.MODEL_UPDATES], from_beginning=False)
+        self._updates = TopicFeed(client_config(settings), self.names[topics.MODEL_UPDATES], from_beginning=False)
         for feed in (self._items, self._updates):
             feed.start()
             self._feeds.append(feed)
-        self._changelog = ChangelogProducer(kafka, tail_alone=self.settings.worker_single_record_batches)
-        self._producer = OutputProducer(kafka, self.names)  # last: `started` reads it
+        self._changelog = ChangelogProducer(client_config(settings), tail_alone=settings.worker_single_record_batches)
+        self._producer = OutputProducer(client_config(settings), self.names)  # last: `started` reads it
 
     @property
     def started(self) -> bool:

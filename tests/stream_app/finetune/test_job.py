@@ -214,7 +214,7 @@ def test_an_unreachable_broker_fails_clearly_after_retries(registry, istream):
         "ISTREAM_FINETUNE_KAFKA_TIMEOUT_S": "1",
     }
     run = istream("finetune", "--once", "--registry", registry, "--bootstrap", f"127.0.0.1:{port}", env=env)
-    assert run.returncode == 1
+    assert run.returncode == 69  # EXIT_UNAVAILABLE
     assert f"no answer from Kafka at 127.0.0.1:{port} after 3 attempts" in run.stderr
     assert run.stderr.count("Retrying") == 2 and "Traceback" not in run.stderr
     assert read_decisions(registry) == []
