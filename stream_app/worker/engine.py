@@ -27,6 +27,7 @@ from stream_app import topics
 from stream_app.cluster import client_config
 from stream_app.contracts import ContractError, decode_item
 from stream_app.settings import Settings
+from stream_app.worker.dead_letter_log import DeadLetterLog
 from stream_app.worker.decode import RawRecord, dead_letter
 from stream_app.worker.feeds import TopicFeed
 from stream_app.worker.hot_swap import ModelSwapper
@@ -78,6 +79,7 @@ class WorkerEngine:
         self.catalog = Catalog()
         self.trending = Trending(settings.trending_half_life_s)
         self.names = {kind: topics.topic_name(settings.topic_prefix, kind) for kind in topics.ALL}
+        self.dead_letter_log = DeadLetterLog(self.names[topics.DEADLETTER])
         self.serving: Serving | None = None
         self._swapper: ModelSwapper | None = None
         self._producer: OutputProducer | None = None
@@ -127,6 +129,7 @@ class WorkerEngine:
         return self._producer is not None
 
     def stop(self) -> None:
+        self.dead_letter_log.flush()
         for feed in self._feeds:
             feed.stop()
         for producer in (self._producer, self._changelog):
@@ -153,6 +156,7 @@ class WorkerEngine:
         )
 
     def between_batches(self) -> None:
+        self.dead_letter_log.tick()
         self._apply_items(self._items.drain())
         for record in self._updates.drain():
             self._swapper.notice_update(record.value)
@@ -179,6 +183,7 @@ class WorkerEngine:
                 rejected = dead_letter(record, exc.reason, str(exc))
                 letters.append(dead_letter_output(rejected))
                 self.metrics.dead_letters.labels(rejected.letter.reason).inc()
+                self.dead_letter_log.add({rejected.letter.reason: 1})
                 continue
             self.catalog.apply(item.item_id, item.text)
             upserts[item.item_id] = item.text
@@ -257,6 +262,7 @@ class WorkerEngine:
         m.batch_size.observe(counts["in"])
         for reason, n in result.dead_letter_reasons.items():
             m.dead_letters.labels(reason).inc(n)
+        self.dead_letter_log.add(result.dead_letter_reasons)
         for kind, n in Counter(out.kind for out in result.outputs).items():
             m.records_out.labels(kind).inc(n)
         for stage, seconds in result.timings.items():
