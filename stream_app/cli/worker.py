@@ -34,6 +34,10 @@ def worker(registry: Path | None, bootstrap: str | None, web_port: int | None, d
             f"no model in the registry {settings.registry_dir} (no CURRENT); train, export and publish one first, "
             "or pass --registry"
         )
+    from mode.utils.logging import setup_logging
+
+    # what create_app logs (the model it loaded) in Faust's format; Faust sets it up again on start
+    setup_logging(loglevel=loglevel)
     use_event_loop(settings)
     app = create_app(settings)
     from faust.worker import Worker
