@@ -23,11 +23,11 @@ from pathlib import Path
 
 from stream_app.broker import LOG_FILE, free_port, port_is_free, start_broker
 from stream_app.cli.common import run_istream
+from stream_app.cli.worker_process import WorkerProcess
 from stream_app.demo.live import describe_users, read_jsonl, score, split_held_back, write_jsonl
 from stream_app.demo.readme import SUMMARY_FILE
 from stream_app.exceptions import InterestStreamError
 from stream_app.settings import Settings
-from stream_app.worker.process import WorkerProcess
 
 SHOWN_USERS = 4
 COMMAND_TIMEOUT_S = 120.0
