@@ -17,7 +17,7 @@ timeout_option = click.option(
 
 @click.group()
 def topics() -> None:
-    """Create or list the topics of DESIGN.md."""
+    """Create or list the stream's topics (events, items, vectors, recommendations, model-updates, deadletter)."""
 
 
 @topics.command()
