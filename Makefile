@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.installed
 RUN_DIR ?= var/run
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean readme-figures
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,16 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m stream_app.demo --dir $(RUN_DIR)
 
+# README's `make run` example, rewritten from what this run printed (tests/stream_app/demo checks it)
+readme-figures: run
+	$(BIN)/python -m stream_app.demo.readme --summary $(RUN_DIR)/live-summary.txt
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) var

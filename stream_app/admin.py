@@ -1,4 +1,8 @@
-"""Topic administration against any Kafka-protocol cluster (the local Tansu broker included)."""
+"""Topic administration against any Kafka-protocol cluster (the local Tansu broker included).
+
+Every request waits at most ``settings.kafka_timeout_s`` (``istream topics --timeout``); a cluster
+that does not answer is ``ClusterUnreachable`` before anything is asked of it.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,16 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from stream_app.exceptions import InterestStreamError
+from stream_app.cluster import client_config, cluster_metadata, new_client
+from stream_app.exceptions import ClientError
 from stream_app.settings import Settings
 from stream_app.topics import topic_specs
 
-TIMEOUT_S = 30.0
-REACH_HINT = "is the cluster reachable and allowing this? (--bootstrap, KAFKA_BOOTSTRAP_SERVERS, ISTREAM_SASL_*)"
+REACH_HINT = "is the cluster allowing this? (--bootstrap, KAFKA_BOOTSTRAP_SERVERS, ISTREAM_SASL_*)"
 
 
-class AdminError(InterestStreamError):
-    """The cluster refused or did not answer an administrative request."""
+class AdminError(ClientError):
+    """The cluster refused an administrative request."""
 
 
 @dataclass
@@ -25,16 +29,22 @@ class CreateReport:
     existing: list[str] = field(default_factory=list)
 
 
-def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient(settings.kafka_config())
+def reached_admin(settings: Settings) -> tuple[AdminClient, dict[str, int]]:
+    """An admin client of a cluster that answered, and its topics (name -> partitions, internal ones left out)."""
+    config = client_config(settings)
+    admin = new_client(AdminClient, config)
+    metadata = cluster_metadata(settings, admin, config)
+    listed = {name: len(t.partitions) for name, t in sorted(metadata.topics.items()) if not name.startswith("__")}
+    return admin, listed
 
 
-def create_topics(settings: Settings, timeout: float = TIMEOUT_S) -> CreateReport:
+def create_topics(settings: Settings) -> CreateReport:
     """Create every topic of the settings' prefix; a topic that already exists counts as done
     (its partitions and config are left as they are)."""
     specs = topic_specs(settings.topic_prefix, settings.partitions, settings.replication_factor)
     new = [NewTopic(s.name, s.partitions, s.replication_factor, config=s.config) for s in specs]
-    admin = admin_client(settings)  # must outlive the futures
+    admin, _ = reached_admin(settings)  # must outlive the futures
+    timeout = settings.kafka_timeout_s
     futures = admin.create_topics(new, operation_timeout=timeout, request_timeout=timeout)
     report = CreateReport()
     for name, future in futures.items():
@@ -51,20 +61,16 @@ def create_topics(settings: Settings, timeout: float = TIMEOUT_S) -> CreateRepor
     return report
 
 
-def list_topics(settings: Settings, timeout: float = TIMEOUT_S) -> dict[str, int]:
+def list_topics(settings: Settings) -> dict[str, int]:
     """Topic name -> partition count, internal topics excluded."""
-    try:
-        metadata = admin_client(settings).list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise AdminError(f"no answer from {settings.bootstrap_servers}: {exc.args[0].str()}; {REACH_HINT}") from None
-    return {name: len(t.partitions) for name, t in sorted(metadata.topics.items()) if not name.startswith("__")}
+    return reached_admin(settings)[1]
 
 
-def topic_config(settings: Settings, topic: str, timeout: float = TIMEOUT_S) -> dict[str, str]:
+def topic_config(settings: Settings, topic: str) -> dict[str, str]:
     """The topic's configuration entries as the cluster reports them."""
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    admin = admin_client(settings)  # must outlive the future
-    future = admin.describe_configs([resource], request_timeout=timeout)[resource]
+    admin, _ = reached_admin(settings)  # must outlive the future
+    future = admin.describe_configs([resource], request_timeout=settings.kafka_timeout_s)[resource]
     try:
         entries = future.result()
     except KafkaException as exc:

@@ -5,21 +5,35 @@ reaches Kafka and sends plain JSON keyed by user id (items: by item id), so any 
 the topics. ``RecordConsumer`` reads any topic back as typed records (``InterestVector``,
 ``Recommendation``, ...), either as a consumer group or, without a group, by reading every
 partition directly (no group join, no committed offsets: what ``istream tail`` does).
+
+Both check at the start that the cluster answers and the topic exists, waiting at most
+``ISTREAM_KAFKA_TIMEOUT_S``: ``ClusterUnreachable`` (a ``ClientError``) or ``ClientError`` otherwise.
 """
 
 from __future__ import annotations
 
 import gzip
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import msgspec
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from stream_app import topics
+from stream_app.cluster import client_config, cluster_metadata, new_client, require_topics, unreachable
 from stream_app.contracts import (
     ContractError,
     DeadLetter,
@@ -33,7 +47,7 @@ from stream_app.contracts import (
     encode,
     record_decoder,
 )
-from stream_app.exceptions import InterestStreamError
+from stream_app.exceptions import ClientError
 from stream_app.settings import Settings
 
 R = TypeVar("R", bound=msgspec.Struct)
@@ -61,11 +75,8 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "partitioner": "murmur2_random",
 }
 MAX_ERRORS_KEPT = 20
+FLUSH_STEP_S = 0.2
 encode_json = msgspec.json.Encoder().encode
-
-
-class ClientError(InterestStreamError):
-    """A record could not be delivered to or read from Kafka."""
 
 
 def resolve_topic(settings: Settings, topic: str) -> str:
@@ -111,7 +122,8 @@ class EventProducer:
 
     ``send`` raises ``ContractError`` for an invalid event before anything is sent. Delivery is
     asynchronous; ``flush``/``close`` wait for the reports and ``close`` raises ``ClientError``
-    if any record was not delivered. ``stats`` counts sent, delivered and failed records.
+    if any record was not delivered. ``stats`` counts sent, delivered and failed records;
+    ``on_delivered`` is called once per delivered record (from ``send``, ``flush`` or ``close``).
     """
 
     def __init__(
@@ -121,11 +133,23 @@ class EventProducer:
         topic: str = topics.EVENTS,
         items_topic: str = topics.ITEMS,
         config: dict[str, Any] | None = None,
+        on_delivered: Callable[[], None] | None = None,
     ) -> None:
         self.topic = resolve_topic(settings, topic)
         self.items_topic = resolve_topic(settings, items_topic)
         self.stats = DeliveryStats()
-        self._producer = Producer({**settings.kafka_config(), **PRODUCER_DEFAULTS, **(config or {})})
+        self._settings = settings
+        self._on_delivered = on_delivered
+        self._config = client_config(settings, {**PRODUCER_DEFAULTS, **(config or {})})
+        self._producer = new_client(Producer, self._config)
+        self._topics: set[str] = set()
+        self._require_topic(self.topic)
+
+    def _require_topic(self, name: str) -> None:
+        if name not in self._topics:
+            metadata = cluster_metadata(self._settings, self._producer, self._config)
+            self._topics = {t for t, meta in metadata.topics.items() if meta.error is None}
+            require_topics(self._settings, metadata, [name])
 
     def send(self, event: Event | dict | bytes | str) -> Event:
         """Validate and enqueue one event; returns the validated ``Event``."""
@@ -135,17 +159,22 @@ class EventProducer:
 
     def send_item(self, item: Item | dict | bytes | str) -> Item:
         """Validate and enqueue one catalog item; returns the validated ``Item``."""
+        self._require_topic(self.items_topic)
         record = as_item(item)
         self._produce(self.items_topic, record.item_id, encode(record))
         return record
 
     def _produce(self, topic: str, key: str, value: bytes) -> None:
+        full_since = None
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key.encode(), on_delivery=self._on_delivery)
                 break
             except BufferError:
                 # Local queue full: serve delivery reports until there is room.
+                full_since = full_since or time.monotonic()
+                if time.monotonic() - full_since > self._settings.kafka_timeout_s:
+                    raise unreachable(self._settings, self._producer, self._config) from None
                 self._producer.poll(0.1)
         self.stats.sent += 1
         self._producer.poll(0)
@@ -153,22 +182,37 @@ class EventProducer:
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
             self.stats.delivered += 1
+            if self._on_delivered is not None:
+                self._on_delivered()
             return
         self.stats.failed += 1
         if len(self.stats.errors) < MAX_ERRORS_KEPT:
             self.stats.errors.append(f"{msg.topic()}: {err.str()}")
 
-    def flush(self, timeout: float = 30.0) -> int:
-        """Wait for outstanding deliveries; returns how many are still in flight."""
-        return self._producer.flush(timeout)
+    def flush(self, timeout: float | None = None) -> int:
+        """Wait for outstanding deliveries until none is left or none was reported for ``timeout`` seconds
+        (default ``ISTREAM_KAFKA_TIMEOUT_S``); returns how many are still in flight."""
+        timeout = self._settings.kafka_timeout_s if timeout is None else timeout
 
-    def close(self, timeout: float = 30.0) -> DeliveryStats:
+        def reported() -> int:
+            return self.stats.delivered + self.stats.failed
+
+        pending = self._producer.flush(0)
+        seen, deadline = reported(), time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            pending = self._producer.flush(min(FLUSH_STEP_S, max(0.0, deadline - time.monotonic())))
+            if reported() != seen:
+                seen, deadline = reported(), time.monotonic() + timeout
+        return pending
+
+    def close(self, timeout: float | None = None) -> DeliveryStats:
         """Flush, then raise ``ClientError`` unless every record sent was delivered."""
         pending = self.flush(timeout)
         if pending or self.stats.failed:
+            waited = self._settings.kafka_timeout_s if timeout is None else timeout
             raise ClientError(
-                f"{self.stats.failed} record(s) failed and {pending} undelivered after {timeout:.0f}s "
-                f"(first errors: {'; '.join(self.stats.errors[:3]) or 'timeout'}); is the broker reachable?"
+                f"{self.stats.failed} record(s) failed and {pending} undelivered (no delivery report for "
+                f"{waited:g} s; first errors: {'; '.join(self.stats.errors[:3]) or 'none'}); is the broker reachable?"
             )
         return self.stats
 
@@ -186,9 +230,10 @@ class RecordConsumer(Generic[R]):
     """Typed reader of one topic.
 
     With ``group_id`` it joins that consumer group (offsets committed, partitions shared with the
-    group's other members). Without, it reads every partition itself from the beginning or the
-    end (``from_beginning``) and commits nothing. ``record_type`` defaults to the contract of the
-    topic kind (``recommendations`` -> ``Recommendation``); other topics yield raw values (bytes).
+    group's other members). Without, it reads every partition itself, from the beginning
+    (``from_beginning``) or only what is produced after it starts, and commits nothing.
+    ``record_type`` defaults to the contract of the topic kind (``recommendations`` ->
+    ``Recommendation``); other topics yield raw values (bytes).
     """
 
     def __init__(
@@ -205,28 +250,61 @@ class RecordConsumer(Generic[R]):
         if record_type is None:
             record_type = RECORD_TYPES.get(topic.removeprefix(f"{settings.topic_prefix}."))
         self._decode = record_decoder(record_type) if record_type is not None else None
-        conf: dict[str, Any] = {
-            **settings.kafka_config(),
-            "group.id": group_id or "istream-reader",
-            "enable.auto.commit": group_id is not None,
-            "auto.offset.reset": "earliest" if from_beginning else "latest",
-            "session.timeout.ms": settings.session_timeout_ms,
-            "heartbeat.interval.ms": max(100, settings.session_timeout_ms // 4),
-            **(config or {}),
-        }
-        self._consumer = Consumer(conf)
-        if group_id is not None:
-            self._consumer.subscribe([self.topic])
-        else:
-            self._consumer.assign(self._partitions(OFFSET_BEGINNING if from_beginning else OFFSET_END))
-
-    def _partitions(self, offset: int) -> list[TopicPartition]:
-        metadata = self._consumer.list_topics(self.topic, timeout=10)
-        meta = metadata.topics.get(self.topic)
-        if meta is None or meta.error is not None or not meta.partitions:
+        self._settings = settings
+        from_now = group_id is None and not from_beginning
+        self._config = client_config(
+            settings,
+            {
+                "group.id": group_id or "istream-reader",
+                "enable.auto.commit": group_id is not None,
+                "auto.offset.reset": "earliest" if from_beginning else "latest",
+                "session.timeout.ms": settings.session_timeout_ms,
+                "heartbeat.interval.ms": max(100, settings.session_timeout_ms // 4),
+                "enable.partition.eof": from_now,
+                **(config or {}),
+            },
+        )
+        self._consumer = new_client(Consumer, self._config)
+        self._early: deque[Message] = deque()  # read while starting at the end, produced after the start
+        try:
+            metadata = cluster_metadata(settings, self._consumer, self._config)
+            require_topics(settings, metadata, [self.topic])
+            partitions = sorted(metadata.topics[self.topic].partitions)
+            if group_id is not None:
+                self._consumer.subscribe([self.topic])
+            elif from_beginning:
+                self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+            else:
+                self._start_after_the_last_record(partitions)
+        except ClientError:
             self._consumer.close()
-            raise ClientError(f"topic {self.topic} does not exist; create it with `istream topics create`")
-        return [TopicPartition(self.topic, p, offset) for p in sorted(meta.partitions)]
+            raise
+
+    def _start_after_the_last_record(self, partitions: list[int]) -> None:
+        """Position every partition after its last record. Starting at ``OFFSET_END`` is not enough on
+        Tansu: its end offset counts a batch of records as one, so the rest of the last batch came
+        through (``istream tail`` printed every record but the first of each partition). Each
+        partition is read up to its end-of-partition event; what arrives meanwhile is kept when it
+        was produced after this call."""
+        started_ms = int(time.time() * 1000)
+        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_END) for p in partitions])
+        waiting = set(partitions)
+        deadline = time.monotonic() + self._settings.kafka_timeout_s
+        while waiting:
+            if time.monotonic() > deadline:
+                raise unreachable(self._settings, self._consumer, self._config)
+            msg = self._consumer.poll(0.1)
+            if msg is None:
+                continue
+            error = msg.error()
+            if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                waiting.discard(msg.partition())
+            elif error is not None:
+                raise ClientError(f"reading {self.topic}: {error.str()}")
+            else:
+                kind, ts = msg.timestamp()
+                if kind == TIMESTAMP_NOT_AVAILABLE or ts >= started_ms:
+                    self._early.append(msg)
 
     def messages(self, max_records: int | None = None, timeout: float | None = None) -> Iterator[Message]:
         """Raw messages until ``max_records`` were read or no message came for ``timeout`` seconds
@@ -234,7 +312,9 @@ class RecordConsumer(Generic[R]):
         count = 0
         idle_since = time.monotonic()
         while max_records is None or count < max_records:
-            msg = self._consumer.poll(0.2)
+            msg = self._early.popleft() if self._early else self._consumer.poll(0.2)
+            if msg is not None and msg.error() is not None and msg.error().code() == KafkaError._PARTITION_EOF:
+                msg = None
             if msg is None:
                 if timeout is not None and time.monotonic() - idle_since >= timeout:
                     return

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "ISTREAM_"
@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     ssl_ca_location: str | None = Field(None, description="CA bundle used to verify the brokers.")
     ssl_certificate_location: str | None = Field(None, description="Client certificate (mutual TLS).")
     ssl_key_location: str | None = Field(None, description="Client private key (mutual TLS).")
+    kafka_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest wait for the cluster to answer (metadata, topic admin, deliveries at close): past it a "
+        "command, the client API or a starting worker fails, exit code 69 when no broker answered.",
+    )
 
     # Topics
     topic_prefix: str = Field("interest", description="Prefix of every topic name (`<prefix>.events`, ...).")
@@ -200,6 +206,16 @@ def env_name(field: str) -> str:
     if isinstance(alias, AliasChoices):
         return " / ".join(str(c) for c in alias.choices)
     return f"{ENV_PREFIX}{field.upper()}"
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """A settings validation error on one line: ``ISTREAM_PARTITIONS=0: Input should be ...; ...``."""
+    parts = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        name = env_name(field) if field in Settings.model_fields else field
+        parts.append(f"{name}={error.get('input')!r}: {error['msg']}")
+    return "; ".join(parts)
 
 
 def markdown_table() -> str:

@@ -29,7 +29,7 @@ class TopicSpec:
 
 
 def topic_specs(prefix: str, partitions: int, replication_factor: int) -> list[TopicSpec]:
-    """Every topic of DESIGN.md with its creation settings."""
+    """Every topic (README.md, Topics) with its creation settings."""
     return [
         TopicSpec(
             name=topic_name(prefix, kind),

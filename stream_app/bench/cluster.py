@@ -19,8 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from stream_app import topics
 from stream_app.admin import create_topics
 from stream_app.broker import free_port, start_broker
+from stream_app.cli.worker_process import READY_LINE, WorkerProcess
 from stream_app.settings import Settings
-from stream_app.worker.process import READY_LINE, WorkerProcess
 
 
 @contextlib.contextmanager

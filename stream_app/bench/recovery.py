@@ -25,8 +25,8 @@ from stream_app.bench.cluster import Workers, broker, fresh_topics, scrape
 from stream_app.bench.e2e import tuning_env
 from stream_app.bench.load import drive
 from stream_app.bench.workload import workload_of
+from stream_app.cli.worker_process import READY_LINE
 from stream_app.settings import Settings
-from stream_app.worker.process import READY_LINE
 
 DUPLICATES = "istream_duplicates_dropped_total"
 LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")

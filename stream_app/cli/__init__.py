@@ -1,13 +1,19 @@
 """The `istream` command. Each subcommand lives in its own module and is imported only when
-used, so `istream worker` never loads torch and `istream --help` stays fast."""
+used, so `istream worker` never loads torch and `istream --help` stays fast.
+
+Every failure ends as one `Error:` line on stderr and an exit code from ``stream_app.exceptions``
+(README, "Exit codes"); a usage error names the command's ``--help`` on that same line.
+"""
 
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
 from stream_app import __version__
+from stream_app.exceptions import EXIT_INTERRUPTED
 
 # command name -> "module:attribute" of a click command or group
 SUBCOMMANDS: dict[str, str] = {
@@ -46,4 +52,17 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli(prog_name="istream")
+    try:
+        code = cli.main(prog_name="istream", standalone_mode=False)
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Error: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    # an int is the status of --help, --version or ctx.exit(); a command itself returns None
+    sys.exit(code if isinstance(code, int) else 0)

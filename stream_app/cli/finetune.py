@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from stream_app.cli.common import bootstrap_option, make_settings, prefix_option, reports_errors
+from stream_app.cli.common import bootstrap_option, log_to_stderr, make_settings, prefix_option, reports_errors
 
 UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
@@ -106,7 +106,7 @@ def finetune(
         raise click.UsageError("--once and --every exclude each other")
     if runs is not None and every is None:
         raise click.UsageError("--runs needs --every")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_to_stderr(logging.INFO)
     settings = make_settings(bootstrap_servers=bootstrap_servers, topic_prefix=topic_prefix, registry_dir=registry_dir)
     options = JobOptions.from_settings(
         settings, window_s=window_s, replay_fraction=replay_fraction, margin=margin, holdout=holdout, epochs=epochs,

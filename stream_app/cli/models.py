@@ -18,12 +18,19 @@ registry_option = click.option(
 )
 
 
-def _registry(registry_dir: Path | None) -> tuple[Any, Any]:
-    """(Registry, RuntimeOptions) from settings and the --registry flag."""
+def _registry(registry_dir: Path | None, *, create: bool = False) -> tuple[Any, Any]:
+    """(Registry, RuntimeOptions) from settings and the --registry flag. Only ``create`` (publish) may
+    name a folder that does not exist yet: elsewhere a missing folder is a wrong path, not an empty registry."""
+    from export.exceptions import RegistryError
     from export.registry import Registry
     from export.runtime import RuntimeOptions
 
     settings = make_settings(registry_dir=registry_dir)
+    if not create and not settings.registry_dir.is_dir():
+        raise RegistryError(
+            f"no registry at {settings.registry_dir} (no such directory); pass --registry or set "
+            "ISTREAM_REGISTRY_DIR (`istream models publish` creates one)"
+        )
     options = RuntimeOptions.from_settings(settings)
     return Registry(settings.registry_dir, signing_key=options.signing_key), options
 
@@ -96,7 +103,7 @@ def verify(version: str | None, registry_dir: Path | None) -> None:
 @reports_errors
 def publish(bundle_dir: Path, promote: bool, registry_dir: Path | None) -> None:
     """Copy a verified bundle (from `istream export`) into the registry."""
-    registry, options = _registry(registry_dir)
+    registry, options = _registry(registry_dir, create=True)
     version = registry.publish(bundle_dir)
     click.echo(f"published {version} to {registry.root}")
     if promote:

@@ -60,11 +60,15 @@ def produce(
     settings = make_settings(bootstrap_servers=bootstrap_servers, topic_prefix=topic_prefix)
     item_count = _check(items, as_item, skip_invalid) if items else 0
     event_count = _check(events, as_event, skip_invalid)
-    with EventProducer(settings, topic=topic) as producer:
+    # the bar moves on delivery reports, so it reaches 100% only once the cluster has every record
+    with (
+        tqdm(total=item_count + event_count, desc="delivered", unit="rec", delay=0.5) as delivered,
+        EventProducer(settings, topic=topic, on_delivered=lambda: delivered.update()) as producer,
+    ):
         if items:
-            for item in tqdm(valid_records(items, as_item), total=item_count, desc="items", unit="item"):
+            for item in valid_records(items, as_item):
                 producer.send_item(item)
-        for event in tqdm(paced(valid_records(events, as_event), rate), total=event_count, desc="events", unit="ev"):
+        for event in paced(valid_records(events, as_event), rate):
             producer.send(event)
     stats = producer.stats
     click.echo(

@@ -8,25 +8,35 @@ from stream_app import admin
 from stream_app.cli.common import bootstrap_option, make_settings, prefix_option, reports_errors
 
 timeout_option = click.option(
-    "--timeout", type=click.FloatRange(min=0.1), default=admin.TIMEOUT_S, show_default=True, help="Seconds to wait."
+    "--timeout",
+    "kafka_timeout_s",
+    type=click.FloatRange(min=0.1),
+    help="Seconds to wait for the cluster (default: ISTREAM_KAFKA_TIMEOUT_S, 10).",
 )
 
 
 @click.group()
 def topics() -> None:
-    """Create or list the topics of DESIGN.md."""
+    """Create or list the stream's topics (events, items, vectors, recommendations, model-updates, deadletter)."""
 
 
 @topics.command()
-@click.option("--partitions", type=int, help="Partitions per topic (default: ISTREAM_PARTITIONS, 8).")
+@click.option("--partitions", type=click.IntRange(min=1), help="Partitions per topic (default: ISTREAM_PARTITIONS, 8).")
 @bootstrap_option
 @prefix_option
 @timeout_option
 @reports_errors
-def create(partitions: int | None, bootstrap_servers: str | None, topic_prefix: str | None, timeout: float) -> None:
+def create(
+    partitions: int | None, bootstrap_servers: str | None, topic_prefix: str | None, kafka_timeout_s: float | None
+) -> None:
     """Create every topic; topics that already exist are left as they are."""
-    settings = make_settings(partitions=partitions, bootstrap_servers=bootstrap_servers, topic_prefix=topic_prefix)
-    report = admin.create_topics(settings, timeout)
+    settings = make_settings(
+        partitions=partitions,
+        bootstrap_servers=bootstrap_servers,
+        topic_prefix=topic_prefix,
+        kafka_timeout_s=kafka_timeout_s,
+    )
+    report = admin.create_topics(settings)
     for name in report.created:
         click.echo(f"created  {name}")
     for name in report.existing:
@@ -38,8 +48,8 @@ def create(partitions: int | None, bootstrap_servers: str | None, topic_prefix: 
 @bootstrap_option
 @timeout_option
 @reports_errors
-def list_(bootstrap_servers: str | None, timeout: float) -> None:
+def list_(bootstrap_servers: str | None, kafka_timeout_s: float | None) -> None:
     """List the cluster's topics with their partition counts."""
-    settings = make_settings(bootstrap_servers=bootstrap_servers)
-    for name, partitions in admin.list_topics(settings, timeout).items():
+    settings = make_settings(bootstrap_servers=bootstrap_servers, kafka_timeout_s=kafka_timeout_s)
+    for name, partitions in admin.list_topics(settings).items():
         click.echo(f"{name}\t{partitions}")

@@ -1,4 +1,4 @@
-"""Record types of every topic (DESIGN.md, Contracts), as msgspec structs.
+"""Record types of every topic (README.md, Topics), as msgspec structs.
 
 msgspec decodes and validates raw JSON bytes in one pass in C, which is what the worker's
 hot path needs; the JSON Schema files in ``schemas/`` are generated from these classes

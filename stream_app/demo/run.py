@@ -23,10 +23,11 @@ from pathlib import Path
 
 from stream_app.broker import LOG_FILE, free_port, port_is_free, start_broker
 from stream_app.cli.common import run_istream
+from stream_app.cli.worker_process import WorkerProcess
 from stream_app.demo.live import describe_users, read_jsonl, score, split_held_back, write_jsonl
+from stream_app.demo.readme import SUMMARY_FILE
 from stream_app.exceptions import InterestStreamError
 from stream_app.settings import Settings
-from stream_app.worker.process import WorkerProcess
 
 SHOWN_USERS = 4
 COMMAND_TIMEOUT_S = 120.0
@@ -197,8 +198,11 @@ def compare_with_truth(run: DemoRun) -> None:
     truth = json.loads(run.truth_file.read_text())
     for line in describe_users(run.held, run.recommendations, truth, SHOWN_USERS):
         print(line)
-    for line in score(run.held, run.recommendations, truth).lines():
+    figures = score(run.held, run.recommendations, truth).lines()
+    for line in figures:
         print(line)
+    # README's example is written from this file (python -m stream_app.demo.readme), never by hand
+    (run.run_dir / SUMMARY_FILE).write_text("\n".join(figures) + "\n")
 
 
 def stop_worker(run: DemoRun) -> None:

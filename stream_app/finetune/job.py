@@ -247,7 +247,7 @@ def conclude(
     decision.timing["total_s"] = time.perf_counter() - started
     path = write_decision(options.registry, decision)
     plot_decisions(options.registry)
-    log.info("%s (record %s)", decision.summary(), path)
+    log.info("run %s: decision record %s", decision.run_id, path)  # the summary is the caller's to print
     if failure is not None:
         raise FinetuneError(
             f"version {decision.challenger} is published and CURRENT, but the update message was not sent "

@@ -32,8 +32,9 @@ from tenacity import (
 )
 
 from stream_app import topics
+from stream_app.cluster import client_config
 from stream_app.contracts import ContractError, ModelUpdate, decode_event, decode_item, encode
-from stream_app.exceptions import InterestStreamError
+from stream_app.exceptions import ClusterUnreachable, InterestStreamError
 from stream_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ T = TypeVar("T")
 POLL_S = 0.5
 
 
-class KafkaUnavailable(InterestStreamError):
+class KafkaUnavailable(ClusterUnreachable):
     """The broker did not answer after every retry."""
 
 
@@ -121,13 +122,15 @@ class TopicReader:
         self.topic = topics.topic_name(settings.topic_prefix, kind)
         self.policy = policy
         self._consumer = Consumer(
-            {
-                **settings.kafka_config(),
-                "group.id": f"{settings.topic_prefix}-finetune",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-            }
+            client_config(
+                settings,
+                {
+                    "group.id": f"{settings.topic_prefix}-finetune",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                },
+            )
         )
 
     def _retry(self, what: str, call: Callable[[], T]) -> T:
@@ -274,7 +277,7 @@ def read_catalog(settings: Settings, policy: RetryPolicy) -> dict[str, str]:
 def announce(settings: Settings, name: str, update: ModelUpdate, policy: RetryPolicy) -> None:
     """Send ``update`` on ``<prefix>.model-updates`` keyed by model name and wait for the broker's ack."""
     topic = topics.topic_name(settings.topic_prefix, topics.MODEL_UPDATES)
-    producer = Producer({**settings.kafka_config(), "acks": "all", "message.timeout.ms": int(policy.timeout_s * 1000)})
+    producer = Producer(client_config(settings, {"acks": "all", "message.timeout.ms": int(policy.timeout_s * 1000)}))
     value = encode(update)
 
     def send() -> None:

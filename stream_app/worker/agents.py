@@ -9,18 +9,17 @@ import os
 
 import faust
 
+from stream_app.exceptions import EXIT_WORKER_FAILED
 from stream_app.settings import Settings
 from stream_app.worker.engine import WorkerEngine
 
 log = logging.getLogger(__name__)
-# Exit status of a worker that stopped on an unexpected error (EX_SOFTWARE).
-FAILED_EXIT = 70
 
 
 def _exit(message: str) -> None:
     log.critical(message, exc_info=True)
     logging.shutdown()
-    os._exit(FAILED_EXIT)
+    os._exit(EXIT_WORKER_FAILED)
 
 
 def define_agents(app: faust.App, settings: Settings, events: faust.TopicT, table: faust.Table) -> WorkerEngine:

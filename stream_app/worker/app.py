@@ -2,7 +2,9 @@
 
 ``create_app(settings)`` makes the app, its table and its agent; ``istream worker`` calls it with
 the command's settings. ``faust -A stream_app.worker.app worker`` finds ``app`` here, built on first
-access from the environment (``ISTREAM_*``/``KAFKA_BOOTSTRAP_SERVERS``).
+access from the environment (``ISTREAM_*``/``KAFKA_BOOTSTRAP_SERVERS``). Before Faust starts (and
+creates anything on the cluster), ``create_app`` checks that the cluster answers and has every
+topic, and loads and verifies the serving model: a worker that cannot run says why at once.
 
 The app class is ``WorkerApp``: a ``faust.App`` whose consumer waits at most
 ``worker_fetch_max_wait_ms`` per fetch. Faust's aiokafka driver hardcodes ``fetch_max_wait_ms=1500``.
@@ -22,6 +24,7 @@ from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
 from stream_app import topics
+from stream_app.cluster import client_config, cluster_metadata, new_client, require_topics
 from stream_app.exceptions import ConfigError
 from stream_app.settings import Settings
 
@@ -38,15 +41,15 @@ def use_event_loop(settings: Settings) -> None:
             raise ConfigError(f"ISTREAM_WORKER_EVENT_LOOP=uvloop, but uvloop does not import: {exc}") from None
 
 
-def events_partitions(settings: Settings, timeout: float = 15.0) -> int:
-    """Partitions of the events topic: the user-state table must have exactly as many."""
+def events_partitions(settings: Settings) -> int:
+    """Partitions of the events topic (the user-state table must have exactly as many), once the
+    cluster answered and has every topic the worker reads or writes."""
     from confluent_kafka.admin import AdminClient
 
-    name = topics.topic_name(settings.topic_prefix, topics.EVENTS)
-    meta = AdminClient(settings.kafka_config()).list_topics(name, timeout=timeout).topics.get(name)
-    if meta is None or meta.error is not None or not meta.partitions:
-        raise ConfigError(f"topic {name} does not exist on {settings.bootstrap_servers}; run `istream topics create`")
-    return len(meta.partitions)
+    config = client_config(settings)
+    metadata = cluster_metadata(settings, new_client(AdminClient, config), config)
+    require_topics(settings, metadata, [topics.topic_name(settings.topic_prefix, kind) for kind in topics.ALL])
+    return len(metadata.topics[topics.topic_name(settings.topic_prefix, topics.EVENTS)].partitions)
 
 
 def _credentials(settings: Settings) -> Any:
@@ -154,7 +157,8 @@ def create_app(settings: Settings) -> faust.App:
     from stream_app.worker.tables import user_to_state
 
     app = worker_app(settings, settings.worker_app_id or f"{settings.topic_prefix}-worker")
-    define_agents(app, settings, events_topic(app, settings), user_to_state(app, app.conf.topic_partitions))
+    engine = define_agents(app, settings, events_topic(app, settings), user_to_state(app, app.conf.topic_partitions))
+    engine.load_model()
     return app
 
 

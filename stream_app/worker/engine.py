@@ -25,8 +25,10 @@ import faust
 from threadpoolctl import threadpool_limits
 
 from stream_app import topics
+from stream_app.cluster import client_config
 from stream_app.contracts import ContractError
 from stream_app.settings import Settings
+from stream_app.worker.dead_letter_log import DeadLetterLog
 from stream_app.worker.decode import RawRecord, Rejected, dead_letter, decode_catalog_record
 from stream_app.worker.event_time import EventTimePolicy
 from stream_app.worker.feeds import TopicFeed
@@ -130,6 +132,7 @@ class WorkerEngine:
         self.catalog = Catalog()
         self.trending = Trending(settings.trending_half_life_s)
         self.names = {kind: topics.topic_name(settings.topic_prefix, kind) for kind in topics.ALL}
+        self.dead_letter_log = DeadLetterLog(self.names[topics.DEADLETTER])
         self.serving: Serving | None = None
         self._swapper: ModelSwapper | None = None
         self._producer: OutputProducer | None = None
@@ -140,8 +143,9 @@ class WorkerEngine:
         self._writing: asyncio.Future | None = None
         self.on_write_failure: Callable[[], None] = lambda: None  # called inside the except block
 
-    def start(self) -> None:
-        """Load the serving model and open the feeds and the producer (blocking; before consuming)."""
+    def load_model(self) -> None:
+        """Load and verify the registry's CURRENT model (blocking); ``start`` does it when not done yet."""
+        from export.exceptions import BundleError
         from export.registry import Registry
 
         if self.settings.worker_blas_threads:
@@ -151,22 +155,34 @@ class WorkerEngine:
         self._swapper = ModelSwapper(
             Registry(root), root, runtime_loader(self.settings), self.metrics, self.settings.model_poll_s
         )
-        self._serve(self._swapper.load_current())
-        kafka = self.settings.kafka_config()
-        self._items = TopicFeed(kafka, self.names[topics.ITEMS], from_beginning=True)
+        try:
+            self._serve(self._swapper.load_current())
+        except BundleError as exc:
+            raise type(exc)(
+                f"the registry's CURRENT model is refused: {exc}; make a good version CURRENT "
+                "(`istream models rollback`, or `istream models promote VERSION`)"
+            ) from None
+
+    def start(self) -> None:
+        """Open the feeds and the producers, after loading the model if needed (blocking; before consuming)."""
+        if self._swapper is None:
+            self.load_model()
+        settings = self.settings
+        self._items = TopicFeed(client_config(settings), self.names[topics.ITEMS], from_beginning=True)
         # Updates published while no worker ran are covered by CURRENT, read at start.
-        self._updates = TopicFeed(kafka, self.names[topics.MODEL_UPDATES], from_beginning=False)
+        self._updates = TopicFeed(client_config(settings), self.names[topics.MODEL_UPDATES], from_beginning=False)
         for feed in (self._items, self._updates):
             feed.start()
             self._feeds.append(feed)
-        self._changelog = ChangelogProducer(kafka, tail_alone=self.settings.worker_single_record_batches)
-        self._producer = OutputProducer(kafka, self.names)  # last: `started` reads it
+        self._changelog = ChangelogProducer(client_config(settings), tail_alone=settings.worker_single_record_batches)
+        self._producer = OutputProducer(client_config(settings), self.names)  # last: `started` reads it
 
     @property
     def started(self) -> bool:
         return self._producer is not None
 
     def stop(self) -> None:
+        self.dead_letter_log.flush()
         for feed in self._feeds:
             feed.stop()
         for producer in (self._producer, self._changelog):
@@ -193,6 +209,7 @@ class WorkerEngine:
         )
 
     def between_batches(self) -> None:
+        self.dead_letter_log.tick()
         self._apply_items(self._items.drain())
         for record in self._updates.drain():
             self._swapper.notice_update(record.value)
@@ -215,6 +232,7 @@ class WorkerEngine:
         if rejected:
             for r in rejected:
                 self.metrics.dead_letters.labels(r.letter.reason).inc()
+                self.dead_letter_log.add({r.letter.reason: 1})
             self._producer.send_outputs([dead_letter_output(r) for r in rejected])
 
     async def handle(
@@ -298,6 +316,7 @@ class WorkerEngine:
         m.batch_size.observe(counts["in"])
         for reason, n in result.dead_letter_reasons.items():
             m.dead_letters.labels(reason).inc(n)
+        self.dead_letter_log.add(result.dead_letter_reasons)
         for kind, n in Counter(out.kind for out in result.outputs).items():
             m.records_out.labels(kind).inc(n)
         for stage, seconds in result.timings.items():

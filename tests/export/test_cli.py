@@ -53,7 +53,10 @@ def test_export_publish_promote_rollback(tiny_checkpoint: Path, tiny_bundle: Pat
 
 
 def test_models_commands_on_an_empty_registry(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
     reg = ("--registry", tmp_path / "empty")
     assert "empty" in ok(istream("models", "list", *reg))
     done = istream("models", "verify", *reg)
     assert done.returncode == 2 and "no CURRENT version" in done.stderr
+    # a folder that does not exist is a wrong path, not an empty registry
+    refused(istream("models", "list", "--registry", tmp_path / "typo"), f"no registry at {tmp_path / 'typo'}")

@@ -27,5 +27,5 @@ def test_topics_create_against_no_broker_fails_clearly(istream):
 
     bootstrap = f"127.0.0.1:{free_port()}"
     result = istream("topics", "create", "--bootstrap", bootstrap, "--timeout", "1")
-    assert result.returncode != 0
-    assert f"on {bootstrap} failed" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 69
+    assert result.stderr.startswith(f"Error: no answer from Kafka at {bootstrap} within 1 s (")

@@ -2,11 +2,15 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from stream_app.broker import free_port, port_is_free
 from stream_app.demo.live import TOP_K, score, split_held_back
+from stream_app.demo.readme import SUMMARY_FILE, readme_figures, with_figures
+
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def _event(n: int, user: str, item: str) -> dict:
@@ -43,6 +47,17 @@ def test_score_judges_each_event_on_the_recommendation_after_the_previous_one():
     assert s.n_items == 4 and TOP_K == 10
 
 
+def test_readme_figures_are_replaced_at_the_blocks_indent_and_read_back():
+    text = (
+        "intro\n   <!-- demo-figures:begin -->\n   ```\n   old 1\n   old 2\n   ```\n   <!-- demo-figures:end -->\nend\n"
+    )
+    new = with_figures(text, ["live: 1", "HR: 0.5"])
+    assert new == text.replace("   old 1\n   old 2", "   live: 1\n   HR: 0.5")
+    assert readme_figures(new) == ["live: 1", "HR: 0.5"]
+    with pytest.raises(ValueError, match="demo-figures"):
+        readme_figures("no block")
+
+
 @pytest.mark.integration
 def test_demo_runs_the_whole_spine_and_its_live_recommendations_beat_chance(tmp_path):
     port = free_port()
@@ -70,6 +85,10 @@ def test_demo_runs_the_whole_spine_and_its_live_recommendations_beat_chance(tmp_
     share = re.search(r"^planted-topic share of the recommended items: ([\d.]+) \(chance ([\d.]+)\)$", out, re.M)
     assert share is not None, out
     assert float(share[1]) > 2 * float(share[2])
+    # README's example figures are this run's (same defaults as `make run`), written by `make readme-figures`
+    figures = (tmp_path / SUMMARY_FILE).read_text().splitlines()
+    assert figures == [live[0], hr[0], share[0]]
+    assert readme_figures(README.read_text()) == figures, "README's `make run` figures are stale: make readme-figures"
 
     assert "worker stopped, exit code 0" in out
     assert (tmp_path / "registry" / "CURRENT").is_file()

@@ -2,7 +2,7 @@
 interest model over 20 items), a registry serving it, and its loaded runtime.
 
 Session-scoped
-    ``tiny_bundle``         from tests/export/conftest.py.
+    ``tiny_bundle``         from tests/export/conftest.py (through tests/stream_app/conftest.py).
     ``runtime``             ``load_runtime(tiny_bundle)`` (verified, smoke-tested).
     ``other_bundle``        the same architecture with other weights: a second model version.
 Per test
@@ -16,18 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.export.conftest import tiny_bundle, tiny_checkpoint, tiny_encoder_dir  # noqa: F401 - shared fixtures
-
 
 @pytest.fixture(scope="session")
-def runtime(tiny_bundle: Path):  # noqa: F811
+def runtime(tiny_bundle: Path):
     from export.runtime import load_runtime
 
     return load_runtime(tiny_bundle)
 
 
 @pytest.fixture(scope="session")
-def other_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:  # noqa: F811
+def other_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
     import torch
 
     from export.bundle import export_bundle
@@ -45,7 +43,7 @@ def other_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path
 
 
 @pytest.fixture
-def registry(tmp_path: Path, tiny_bundle: Path) -> Path:  # noqa: F811
+def registry(tmp_path: Path, tiny_bundle: Path) -> Path:
     from export.registry import Registry
 
     root = tmp_path / "registry"

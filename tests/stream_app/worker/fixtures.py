@@ -14,10 +14,10 @@ import msgspec
 import numpy as np
 from confluent_kafka import Message, Producer
 
+from stream_app.cli import worker_process as process
 from stream_app.client import PRODUCER_DEFAULTS, RecordConsumer
 from stream_app.contracts import EVENT_TYPES, Event
 from stream_app.settings import Settings
-from stream_app.worker import process
 from stream_app.worker.decode import RawRecord
 from stream_app.worker.item_index import Catalog, ItemIndex
 from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving, process_batch

@@ -14,9 +14,9 @@ from confluent_kafka import Producer
 
 from stream_app.bench.cluster import scrape
 from stream_app.broker import free_port
+from stream_app.cli.worker_process import READY_LINE
 from stream_app.client import PRODUCER_DEFAULTS
 from stream_app.contracts import DeadLetter, InterestVector
-from stream_app.worker.process import READY_LINE
 from stream_app.worker.routing import partition_of
 from tests.conftest import TEST_PARTITIONS
 from tests.stream_app.worker import adversarial

@@ -12,8 +12,8 @@ from stream_app.settings import Settings
 from stream_app.worker.app import _KeepQueuesOnResume, create_app, use_event_loop
 
 
-def test_resuming_flow_control_keeps_the_records_already_queued_for_the_agents(settings, topics):
-    app = create_app(settings)
+def test_resuming_flow_control_keeps_the_records_already_queued_for_the_agents(settings, topics, registry):
+    app = create_app(settings.model_copy(update={"registry_dir": registry}))
     assert type(app.flow_control) is _KeepQueuesOnResume
     queue = app.FlowControlQueue(maxsize=10, clear_on_resume=True)
     queue.put_nowait("fetched before the seek")

@@ -180,6 +180,9 @@ def test_bad_input_lands_in_dead_letter_with_a_reason_and_good_events_around_it_
         letter = by_raw[(value or b"")[:RAW_LIMIT]]
         assert letter.reason == reason, name
         assert letter.topic == topics["events"] and letter.error and letter.offset >= 0, name
+    # and the log says so, in summary lines (at most one per interval, the rest when the worker stops)
+    logged = re.findall(rf"dead letters: ([\d,]+) more to {re.escape(topics['deadletter'])} \(", worker.output())
+    assert sum(int(n.replace(",", "")) for n in logged) == len(BAD_INPUT), worker.output()[-3000:]
 
 
 def _two_producers(events: list[Event], seed: int) -> tuple[list[Event], list[Event]]:
