@@ -290,3 +290,66 @@ def swap(
     ]
     rows += [(k, v) for k, v in report.items() if k != "latency_ms"]
     _publish(setup, "swap", report, f"# istream bench swap\n\n{table(rows)}\n")
+
+
+def _data_set(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list:
+    from stream_app.bench.quality import DataSet
+
+    sets = []
+    for value in values:
+        name, _, rest = value.partition("=")
+        events, _, items = rest.partition(",")
+        if not (name and events and items):
+            raise click.BadParameter(f"{value!r}: give NAME=EVENTS.jsonl,ITEMS.jsonl")
+        paths = [Path(events), Path(items)]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise click.BadParameter(f"no such file: {', '.join(missing)}")
+        sets.append(DataSet(name, *paths))
+    return sets
+
+
+def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter("give comma-separated integers, e.g. 0,1,2") from None
+    if not seeds:
+        raise click.BadParameter("give at least one seed")
+    return seeds
+
+
+@bench.command()
+@click.option(
+    "--data",
+    "sets",
+    multiple=True,
+    required=True,
+    callback=_data_set,
+    help="NAME=EVENTS.jsonl,ITEMS.jsonl (istream convert); repeat for several data sets.",
+)
+@click.option("--seeds", default="0,1,2", show_default=True, callback=_seeds, help="Seeds of `istream train`.")
+@click.option(
+    "--tools",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder with baselines.py and sasrec_ref.py (../shared/tools) to run beside the model.",
+)
+@click.option("--sasrec-budget", default=540.0, show_default=True, type=click.FloatRange(1), help="SASRec seconds.")
+@click.option("--train-arg", "train_args", multiple=True, help="Extra `istream train` argument (repeatable).")
+@out_option
+@reports_errors
+def quality(
+    sets: list,
+    seeds: list[int],
+    tools: Path | None,
+    sasrec_budget: float,
+    train_args: tuple[str, ...],
+    out_dir: Path | None,
+) -> None:
+    """Recommendation quality over seeds beside the baselines and SASRec: quality.md and quality.json."""
+    from stream_app.bench.quality import run_quality
+
+    out = out_dir or make_settings().run_dir / "bench" / "quality"
+    run_quality(sets, seeds, out, tools=tools, sasrec_budget=sasrec_budget, train_args=list(train_args))
+    click.echo((out / "quality.md").read_text(encoding="utf-8"))
+    click.echo(f"written: {out / 'quality.md'}, {out / 'quality.json'}")

@@ -1,0 +1,227 @@
+"""`istream bench quality`: recommendation quality as the project judges it.
+
+For each data set (an events + items JSONL pair) and each seed, the default model is trained and
+evaluated exactly as a user would (`istream train --seed S`, `istream evaluate --json`), and the
+measuring instruments of a tools folder (../shared/tools: popularity and last-item transition
+baselines, an offline SASRec trained with full cross-entropy) run on the same events file. The
+report gives every figure as mean and spread over the seeds, and checks the targets: NDCG@10 above
+SASRec's and at least ``ratio`` times the best simple baseline's, HR@10 above both, and in every
+history-length bucket with enough users NDCG@10 at least the last-item transition's.
+
+The tools are run as programs and their printed figures parsed; nothing of them is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from stream_app.cli.common import CommandError, run_istream
+
+BUCKET_MIN_USERS = 50
+TARGET_RATIO = 1.25
+_BASELINE_LINE = re.compile(r"^\s*(\w+)\s+HR@10=([\d.]+)\s+NDCG@10=([\d.]+)", re.M)
+_SASREC_LINE = re.compile(
+    r"^RESULT .*SASRec-CE test HR@10=([\d.]+) NDCG@10=([\d.]+) \(val NDCG@10=([\d.]+), best epoch (\d+)/(\d+), "
+    r"train (\d+)s\)",
+    re.M,
+)
+BASELINE_NAMES = {"pop": "popularity", "markov": "last-item transition", "blend": "popularity + transition blend"}
+
+
+@dataclass(frozen=True)
+class DataSet:
+    name: str
+    events: Path
+    items: Path
+
+
+def parse_baselines(stdout: str) -> dict[str, dict[str, float]]:
+    """The rows ``baselines.py`` prints (``pop  HR@10=0.0410 NDCG@10=0.0192``)."""
+    rows = {
+        BASELINE_NAMES.get(name, name): {"hr@10": float(hr), "ndcg@10": float(ndcg)}
+        for name, hr, ndcg in _BASELINE_LINE.findall(stdout)
+    }
+    if not rows:
+        raise CommandError(f"baselines.py printed no figures:\n{stdout[-1000:]}")
+    return rows
+
+
+def parse_sasrec(stdout: str) -> dict[str, float]:
+    """The RESULT line ``sasrec_ref.py`` prints for its test split."""
+    match = _SASREC_LINE.search(stdout)
+    if match is None:
+        raise CommandError(f"sasrec_ref.py printed no RESULT line:\n{stdout[-1000:]}")
+    hr, ndcg, val, best, epochs, seconds = match.groups()
+    return {
+        "hr@10": float(hr),
+        "ndcg@10": float(ndcg),
+        "val_ndcg@10": float(val),
+        "best_epoch": int(best),
+        "epochs": int(epochs),
+        "train_seconds": float(seconds),
+    }
+
+
+def run_tool(tools: Path, script: str, *args: object, timeout: float, echo: TextIO) -> str:
+    words = [str(tools / script), *(str(a) for a in args)]
+    print(f"$ python {' '.join(words)}", file=echo, flush=True)
+    try:
+        done = subprocess.run([sys.executable, *words], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise CommandError(f"{script} did not finish within {timeout:.0f} s") from None
+    if done.returncode != 0:
+        raise CommandError(f"{script} failed:\n{done.stderr.strip()[-3000:]}")
+    return done.stdout
+
+
+def run_model(data: DataSet, seed: int, out: Path, train_args: list[str], echo: TextIO) -> dict[str, Any]:
+    """Train and evaluate the default model with ``seed``; the figures `istream evaluate --json` gives,
+    the validation NDCG@10 of training and the wall time of `istream train`."""
+    files = ["--events", data.events, "--items", data.items]
+    started = time.monotonic()
+    run_istream("train", *files, "--out", out, "--seed", seed, "--quiet", *train_args, echo=echo)
+    train_wall = time.monotonic() - started
+    result = json.loads(run_istream("evaluate", "--model", out, *files, "--json", echo=echo))
+    history = json.loads((out / "history.json").read_text(encoding="utf-8"))
+    return {**result, "val_ndcg@10": history["best_val_ndcg@10"], "train_wall_s": train_wall}
+
+
+def _mean_spread(values: list[float]) -> dict[str, float]:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def summarise(name: str, runs: list[dict], sasrec: list[dict], baselines: dict[str, dict]) -> dict[str, Any]:
+    """Means and spreads over seeds, and the targets' verdicts, for one data set."""
+    model = {key: _mean_spread([r[key] for r in runs]) for key in ("hr@10", "ndcg@10", "val_ndcg@10", "train_wall_s")}
+    simple = baselines  # popularity, last-item transition (and the tools' blend of both)
+    best_simple = max(simple.values(), key=lambda m: m["ndcg@10"])
+    summary: dict[str, Any] = {
+        "data": name,
+        "seeds": len(runs),
+        "model": model,
+        "baselines": baselines,
+        "best_simple_ndcg@10": best_simple["ndcg@10"],
+        "ratio_to_best_simple": model["ndcg@10"]["mean"] / best_simple["ndcg@10"],
+        "buckets": _bucket_check([r["buckets"] for r in runs]),
+    }
+    hr_bar = max(m["hr@10"] for m in simple.values())
+    targets = {
+        f"NDCG@10 >= {TARGET_RATIO}x best simple baseline": summary["ratio_to_best_simple"] >= TARGET_RATIO,
+        "HR@10 above the simple baselines": model["hr@10"]["mean"] > hr_bar,
+        f"every bucket with >= {BUCKET_MIN_USERS} users: NDCG@10 >= last-item transition": all(
+            b["met"] for b in summary["buckets"] if b["met"] is not None
+        ),
+    }
+    if sasrec:
+        summary["sasrec"] = {key: _mean_spread([s[key] for s in sasrec]) for key in ("hr@10", "ndcg@10")}
+        targets["NDCG@10 above SASRec"] = model["ndcg@10"]["mean"] > summary["sasrec"]["ndcg@10"]["mean"]
+        targets["HR@10 above SASRec"] = model["hr@10"]["mean"] > summary["sasrec"]["hr@10"]["mean"]
+    summary["targets"] = targets
+    return summary
+
+
+def _bucket_check(per_seed: list[list[dict]]) -> list[dict]:
+    """Per bucket: users, the model's mean NDCG@10 over seeds and the transition baseline's."""
+    rows = []
+    for parts in zip(*per_seed, strict=True):
+        n = parts[0]["n"]
+        model = statistics.fmean(p["model"]["ndcg@10"] for p in parts)
+        transition = parts[0]["last-item transition"]["ndcg@10"]
+        met = model >= transition if n >= BUCKET_MIN_USERS else None
+        rows.append({"bucket": parts[0]["bucket"], "n": n, "model": model, "transition": transition, "met": met})
+    return rows
+
+
+def _pm(stats: dict[str, float]) -> str:
+    return f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+
+
+def markdown(summaries: list[dict], context: dict[str, Any]) -> str:
+    lines = [
+        "# Recommendation quality",
+        "",
+        "Written by `istream bench quality` "
+        f"({context['seeds']} seeds: {', '.join(map(str, context['seed_list']))}; "
+        f"model: `istream train` defaults{' ' + ' '.join(context['train_args']) if context['train_args'] else ''}).",
+        "Protocol: per user events by time, consecutive repeats collapsed, users with >= 3 items, last item = test",
+        "target, full ranking over all items minus the user's history; the model stepped one event at a time as",
+        "served. Model and SASRec figures are mean ± standard deviation over the seeds; the baselines are",
+        "deterministic. SASRec and the baselines are the instruments of the tools folder, run on the same events.",
+    ]
+    for s in summaries:
+        model = s["model"]
+        lines += ["", f"## {s['data']}", "", "| ranker | HR@10 | NDCG@10 |", "|---|---|---|"]
+        lines.append(f"| interest model (stepwise) | {_pm(model['hr@10'])} | {_pm(model['ndcg@10'])} |")
+        if "sasrec" in s:
+            lines.append(f"| SASRec (offline, full CE) | {_pm(s['sasrec']['hr@10'])} | {_pm(s['sasrec']['ndcg@10'])} |")
+        lines += [f"| {name} | {m['hr@10']:.4f} | {m['ndcg@10']:.4f} |" for name, m in s["baselines"].items()]
+        lines += [
+            "",
+            f"- NDCG@10 / best simple baseline: **{s['ratio_to_best_simple']:.2f}x**; model NDCG@10 per seed "
+            f"{model['ndcg@10']['min']:.4f} .. {model['ndcg@10']['max']:.4f}; validation NDCG@10 "
+            f"{_pm(model['val_ndcg@10'])}",
+            f"- `istream train` wall time {model['train_wall_s']['mean']:.0f} s mean, "
+            f"{model['train_wall_s']['max']:.0f} s max",
+            "",
+            "| events before the target | users | model NDCG@10 (mean) | last-item transition | >= ? |",
+            "|---|---|---|---|---|",
+            *[
+                f"| {b['bucket']} | {b['n']} | {b['model']:.4f} | {b['transition']:.4f} | "
+                f"{'-' if b['met'] is None else ('yes' if b['met'] else 'NO')} |"
+                for b in s["buckets"]
+            ],
+            "",
+            *[f"- {'met' if met else 'NOT met'}: {target}" for target, met in s["targets"].items()],
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def run_quality(
+    sets: list[DataSet],
+    seeds: list[int],
+    out: Path,
+    *,
+    tools: Path | None,
+    sasrec_budget: float,
+    train_args: list[str],
+    echo: TextIO = sys.stdout,
+) -> dict[str, Any]:
+    """Every data set x seed; writes quality.json and quality.md under ``out`` and returns the report."""
+    summaries = []
+    for data in sets:
+        runs = [run_model(data, seed, out / data.name / f"seed-{seed}", train_args, echo) for seed in seeds]
+        baselines = runs[0]["baselines"]
+        sasrec: list[dict] = []
+        if tools is not None:
+            baselines = {
+                **baselines,
+                **parse_baselines(run_tool(tools, "baselines.py", "jsonl", data.events, timeout=600, echo=echo)),
+            }
+            sasrec_args = ("jsonl", data.events, "--budget", sasrec_budget)
+            timeout = sasrec_budget * 3 + 600  # its budget bounds training; the refit-free test pass is short
+            sasrec = [
+                parse_sasrec(run_tool(tools, "sasrec_ref.py", *sasrec_args, "--seed", seed, timeout=timeout, echo=echo))
+                for seed in seeds
+            ]
+        summary = summarise(data.name, runs, sasrec, baselines)
+        summary["runs"], summary["sasrec_runs"] = runs, sasrec
+        summaries.append(summary)
+    context = {"seeds": len(seeds), "seed_list": seeds, "train_args": train_args, "tools": str(tools)}
+    report = {"context": context, "data": summaries}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (out / "quality.md").write_text(markdown(summaries, context), encoding="utf-8")
+    return report

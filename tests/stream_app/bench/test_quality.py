@@ -1,0 +1,67 @@
+"""`istream bench quality`: the default model over seeds beside the tools' instruments, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from models.datasets import generate, write_jsonl
+from stream_app.bench.quality import parse_baselines, parse_sasrec
+from stream_app.cli.common import istream_argv
+
+TOOLS = Path(__file__).resolve().parents[3].parent / "shared" / "tools"
+
+BASELINES_OUTPUT = """jsonl: users=1429 items=900
+  pop     HR@10=0.0777 NDCG@10=0.0438
+  markov  HR@10=0.1106 NDCG@10=0.0652
+  blend   HR@10=0.1113 NDCG@10=0.0653
+"""
+SASREC_OUTPUT = (
+    "jsonl ep   1 loss 6.7990 val HR@10 0.0665 NDCG@10 0.0329 best 0.0329@1 t=12s\n"
+    "RESULT jsonl users=1429 items=900 SASRec-CE test HR@10=0.0679 NDCG@10=0.0355 (val NDCG@10=0.0329, "
+    "best epoch 1/1, train 12s)\n"
+)
+
+
+def test_the_instruments_printed_figures_are_read() -> None:
+    assert parse_baselines(BASELINES_OUTPUT) == {
+        "popularity": {"hr@10": 0.0777, "ndcg@10": 0.0438},
+        "last-item transition": {"hr@10": 0.1106, "ndcg@10": 0.0652},
+        "popularity + transition blend": {"hr@10": 0.1113, "ndcg@10": 0.0653},
+    }
+    assert parse_sasrec(SASREC_OUTPUT) == {
+        "hr@10": 0.0679, "ndcg@10": 0.0355, "val_ndcg@10": 0.0329, "best_epoch": 1, "epochs": 1, "train_seconds": 12.0,
+    }  # fmt: skip
+
+
+def test_two_seeds_beside_the_tools(tmp_path: Path) -> None:
+    events, items, _ = generate(users=60, items=80, events=1500, seed=2)
+    write_jsonl(tmp_path / "e.jsonl", events)
+    write_jsonl(tmp_path / "i.jsonl", items)
+    tools = ["--tools", str(TOOLS), "--sasrec-budget", "2"] if TOOLS.is_dir() else []
+    train = ["--train-arg=--epochs", "--train-arg=1", "--train-arg=--members", "--train-arg=1"]
+    done = subprocess.run(
+        [*istream_argv(), "bench", "quality", "--data", f"tiny={tmp_path / 'e.jsonl'},{tmp_path / 'i.jsonl'}",
+         "--seeds", "3,4", *tools, *train, "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "ISTREAM_RUN_DIR": str(tmp_path / "run")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "out" / "quality.json").read_text())
+    (summary,) = report["data"]
+    runs = summary["runs"]
+    assert [r["users"] for r in runs] == [60, 60] and summary["seeds"] == 2
+    ndcg = [r["ndcg@10"] for r in runs]
+    assert summary["model"]["ndcg@10"]["mean"] == pytest.approx(sum(ndcg) / 2)
+    assert summary["model"]["ndcg@10"]["min"] == min(ndcg)
+    best = max(m["ndcg@10"] for m in summary["baselines"].values())
+    assert summary["ratio_to_best_simple"] == pytest.approx(summary["model"]["ndcg@10"]["mean"] / best)
+    text = (tmp_path / "out" / "quality.md").read_text()
+    assert "## tiny" in text and "| interest model (stepwise) |" in text and text in done.stdout
+    assert sum(b["n"] for b in summary["buckets"]) == 60
+    if TOOLS.is_dir():
+        assert len(summary["sasrec_runs"]) == 2 and "| SASRec (offline, full CE) |" in text
+        assert "popularity + transition blend" in summary["baselines"]
