@@ -22,7 +22,7 @@ from torch import nn
 from export.exceptions import AtolError, ExportError
 from export.integrity import file_entry, sign_bundle
 from export.manifest import MANIFEST, ItemTable, Manifest, TokenizerSpec, encode_manifest
-from export.onnx_export import DEFAULT_OPSET, export_onnx, validate_onnx
+from export.onnx_export import DEFAULT_OPSET, Parity, export_onnx, validate_onnx
 from export.optimize import optimize_encoder, quantize_encoder
 from export.signatures import ENCODER, ENCODER_INT8, ITEM_TOWER, STEP, encoder_spec, item_tower_spec, step_spec
 from models.checkpoint import load_checkpoint
@@ -30,7 +30,13 @@ from models.comment_encoder import CommentEncoder
 from models.ensemble import Model
 from models.exceptions import ModelError
 
-ATOL = 1e-4
+# Parity bound of every exported graph, relative to each output's scale (``validate_onnx``). Measured over
+# 36 trained models (MovieLens, MovieLens 100K, Amazon; 1-4 members; several seeds and settings), each on
+# 6 x 40 stepped events of 64 users on items of its own table: at most 8.4e-7 of the scale (8.6e-6
+# absolute; scales up to 34), so 1e-4 leaves two orders of magnitude. Before the long-term rate's
+# logistic was written out (``InterestModel.long_inputs``), ONNX Runtime's Sigmoid kernel put MovieLens
+# models 0.004-0.26 off (up to 3.5e-2 of the scale): the bound catches that kind of fault.
+PARITY_RTOL = 1e-4
 # a guard against a broken quantization on the short validation texts (the hardest case for int8:
 # few tokens to average); the 0.99 target on real review text is checked by the tests and the bench
 INT8_MIN_MEAN_COSINE = 0.98
@@ -66,10 +72,13 @@ class ItemTowerGraph(nn.Module):
         return self.model.item_tower(text_emb)
 
 
+@torch.inference_mode()
 def _events(model: Model, batch: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """Random events on items of the model's own table, so the values reach a trained model's scale."""
     cfg = model.config
+    items = model.item_vectors()
     return [
-        torch.randn(batch, cfg.vector_dim, generator=gen),
+        items[torch.randint(0, len(items), (batch,), generator=gen)],
         torch.randint(0, cfg.n_event_types, (batch,), generator=gen),
         torch.nn.functional.normalize(torch.randn(batch, cfg.text_dim, generator=gen), dim=-1),
         torch.randint(0, 2, (batch,), generator=gen).float(),
@@ -107,12 +116,12 @@ def _check_int8(fp32: Path, int8: Path, cases: list[list[torch.Tensor]]) -> dict
     return {"int8_cosine_mean": round(float(cos.mean()), 5), "int8_cosine_min": round(float(cos.min()), 5)}
 
 
-def export_encoder(encoder: CommentEncoder, path: Path, opset: int = DEFAULT_OPSET) -> float:
-    """encoder.onnx at ``path``, validated against torch; returns the largest difference seen."""
+def export_encoder(encoder: CommentEncoder, path: Path, opset: int = DEFAULT_OPSET) -> Parity:
+    """encoder.onnx at ``path``, validated against torch; returns the largest differences seen."""
     encoder.backbone.set_attn_implementation("eager")  # the attention pattern onnxruntime fuses
     spec = encoder_spec(encoder.dim)
     export_onnx(encoder, list(encoder.tokenize(SAMPLE_TEXTS).values()), spec, path, opset)
-    return validate_onnx(path, spec, encoder, _encoder_cases(encoder, VALIDATION_TEXTS), ATOL)
+    return validate_onnx(path, spec, encoder, _encoder_cases(encoder, VALIDATION_TEXTS), PARITY_RTOL)
 
 
 def _export_encoder(
@@ -121,12 +130,12 @@ def _export_encoder(
     """encoder.onnx (and encoder.int8.onnx); returns (graph specs, export facts)."""
     spec = encoder_spec(encoder.dim)
     path = stage / spec.file
-    facts: dict[str, object] = {"optimized": optimize, "encoder_max_abs_diff": export_encoder(encoder, path, opset)}
+    facts: dict[str, object] = {"optimized": optimize, **parity_facts("encoder", export_encoder(encoder, path, opset))}
     cases = _encoder_cases(encoder, VALIDATION_TEXTS)
     if optimize:
         cfg = encoder.backbone.config
         facts["fusions"] = optimize_encoder(path, path, cfg.num_attention_heads, cfg.hidden_size)
-        facts["encoder_max_abs_diff"] = validate_onnx(path, spec, encoder, cases, ATOL)
+        facts |= parity_facts("encoder", validate_onnx(path, spec, encoder, cases, PARITY_RTOL))
     graphs: dict[str, object] = {ENCODER: spec}
     if int8:
         spec8 = encoder_spec(encoder.dim, ENCODER_INT8)
@@ -136,7 +145,7 @@ def _export_encoder(
     return graphs, facts
 
 
-def _export_interest(model: Model, stage: Path, opset: int) -> tuple[dict[str, object], dict[str, object]]:
+def export_interest(model: Model, stage: Path, opset: int) -> tuple[dict[str, object], dict[str, object]]:
     """step.onnx and item_tower.onnx; returns (graph specs, export facts)."""
     cfg = model.config
     step, tower = StepGraph(model), ItemTowerGraph(model)
@@ -147,10 +156,14 @@ def _export_interest(model: Model, stage: Path, opset: int) -> tuple[dict[str, o
     step_cases = [_step_inputs(model, b, seed=b) for b in (1, 5, 33)]
     tower_cases = [[torch.nn.functional.normalize(torch.randn(n, cfg.text_dim), dim=-1)] for n in (1, 7)]
     facts = {
-        "step_max_abs_diff": validate_onnx(stage / step_sig.file, step_sig, step, step_cases, ATOL),
-        "item_tower_max_abs_diff": validate_onnx(stage / tower_sig.file, tower_sig, tower, tower_cases, ATOL),
+        **parity_facts("step", validate_onnx(stage / step_sig.file, step_sig, step, step_cases, PARITY_RTOL)),
+        **parity_facts("item_tower", validate_onnx(stage / tower_sig.file, tower_sig, tower, tower_cases, PARITY_RTOL)),
     }
     return {STEP: step_sig, ITEM_TOWER: tower_sig}, facts
+
+
+def parity_facts(graph: str, parity: Parity) -> dict[str, float]:
+    return {f"{graph}_max_abs_diff": parity.max_abs_diff, f"{graph}_max_rel_diff": parity.max_rel_diff}
 
 
 def _files(stage: Path) -> dict[str, object]:
@@ -191,7 +204,7 @@ def export_bundle(
     try:
         graphs, facts = _export_encoder(encoder, stage, opset, optimize, int8)
 
-        step_graphs, step_facts = _export_interest(ckpt.model, stage, opset)
+        step_graphs, step_facts = export_interest(ckpt.model, stage, opset)
         graphs.update(step_graphs)
         facts.update(step_facts)
 

@@ -32,6 +32,8 @@ LOG_GAP_SCALE = 1.0 / math.log1p(3e7)
 # The long-term average moves by at most this share per event, so it stays long-term by construction
 # (it is a plain running mean over a user's first 1 / rate events); fast changes are the LSTM's job.
 MAX_LONG_RATE = 0.25
+# a rate that underflows to 0 on a user's first event leaves the mass 0: the update is then 0, not 0 / 0
+MIN_MASS = 1e-30
 
 
 # sizes of the tiny config (tests): seconds to train and export on a CPU
@@ -207,13 +209,16 @@ class InterestModel(nn.Module):
             rate, value = self.long_inputs(x)
             mass = mass + rate * (1.0 - mass)
             # rate / mass is in (0, 1] (mass >= rate), and 1 on a user's first event
-            ema = ema + rate / mass * (value - ema)
+            ema = ema + rate / mass.clamp(min=MIN_MASS) * (value - ema)
         interest, long, short = self.mix(h, ema, x)
         return torch.cat([h, c, ema, mass], dim=-1), interest, long, short
 
     def long_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The long-term average's rate and the value it moves towards, from the event alone."""
-        rate = MAX_LONG_RATE * torch.sigmoid(self.long_rate(x))
+        # the logistic written out: ONNX Runtime's Sigmoid kernel is exact to ~1e-8 absolute, so a saturated
+        # rate (~1e-8, as trained models reach) was off by tens of percent and so was rate / mass: one MovieLens
+        # model's step differed from torch by 0.1 (of 12); with exp and a division both agree to 5e-6
+        rate = MAX_LONG_RATE / (1.0 + torch.exp(-self.long_rate(x)))
         weight = 2.0 * torch.tanh(self.long_weight(x)) + 1.0  # in (-1, 3), 1 at start
         return rate, weight * self.long_in(x)
 
@@ -270,7 +275,7 @@ class InterestModel(nn.Module):
             emas, masses = [], []
             for rate, value in zip(rates.unbind(1), values.unbind(1), strict=True):  # unbind: one backward node
                 mass = mass + rate * (1.0 - mass)
-                ema = ema + rate / mass * (value - ema)
+                ema = ema + rate / mass.clamp(min=MIN_MASS) * (value - ema)
                 emas.append(ema)
                 masses.append(mass)
             ema_seq, mass_seq = torch.stack(emas, dim=1), torch.stack(masses, dim=1)

@@ -50,8 +50,9 @@ def export(
     facts = manifest.export
     click.echo(f"bundle {manifest.version} written to {out_dir} ({len(manifest.files)} files, opset {opset})")
     click.echo(
-        f"parity vs torch: encoder {facts['encoder_max_abs_diff']:.1e}, step {facts['step_max_abs_diff']:.1e}, "
-        f"item tower {facts['item_tower_max_abs_diff']:.1e}"
+        "parity vs torch (largest difference, relative to each output's scale): "
+        f"encoder {facts['encoder_max_rel_diff']:.1e}, step {facts['step_max_rel_diff']:.1e}, "
+        f"item tower {facts['item_tower_max_rel_diff']:.1e}"
         + (
             f", int8 encoder cosine to fp32 {facts['int8_cosine_mean']:.4f} (mean, short validation texts)"
             if int8
