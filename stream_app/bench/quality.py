@@ -108,8 +108,14 @@ def summarise(name: str, runs: list[dict], sasrec: list[dict], baselines: dict[s
     model = {key: _mean_spread([r[key] for r in runs]) for key in ("hr@10", "ndcg@10", "val_ndcg@10", "train_wall_s")}
     simple = baselines  # popularity, last-item transition (and the tools' blend of both)
     best_simple = max(simple.values(), key=lambda m: m["ndcg@10"])
+    sentiment = [r["sentiment"] for r in runs if r.get("sentiment")]
     summary: dict[str, Any] = {
         "data": name,
+        "sentiment": {
+            key: statistics.fmean(s[key] for s in sentiment) for key in ("negative_cosine", "positive_cosine")
+        }
+        if sentiment
+        else None,
         "seeds": len(runs),
         "model": model,
         "baselines": baselines,
@@ -175,6 +181,15 @@ def markdown(summaries: list[dict], context: dict[str, Any]) -> str:
             f"{_pm(model['val_ndcg@10'])}",
             f"- `istream train` wall time {model['train_wall_s']['mean']:.0f} s mean, "
             f"{model['train_wall_s']['max']:.0f} s max",
+            *(
+                [
+                    "- sentiment: mean cosine between the interest after a user's last event and that item, "
+                    f"negative last rating {s['sentiment']['negative_cosine']:.4f}, positive "
+                    f"{s['sentiment']['positive_cosine']:.4f}"
+                ]
+                if s["sentiment"]
+                else []
+            ),
             "",
             "| events before the target | users | model NDCG@10 (mean) | last-item transition | >= ? |",
             "|---|---|---|---|---|",

@@ -103,7 +103,7 @@ def evaluate(
     except (DatasetError, ModelError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(json.dumps(out["result"]))
+        click.echo(json.dumps({**out["result"], "sentiment": out["extra"]["sentiment"]}))
         return
     click.echo(table(out["result"], out["extra"]))
     if not no_report:

@@ -243,7 +243,7 @@ def test_cli_train_and_evaluate(stream, trained, tmp_path) -> None:
     done = run("evaluate", "--model", str(trained["out"]), *files, "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert set(result) == {"hr@10", "ndcg@10", "baselines", "users", "items", "buckets", "prequential"}
+    assert set(result) == {"hr@10", "ndcg@10", "baselines", "users", "items", "buckets", "prequential", "sentiment"}
     assert set(result["baselines"]) == {"popularity", "last-item transition"}
     assert [b["bucket"] for b in result["buckets"]] == ["1-2", "3-5", "6-10", "11-50", ">50"]
     assert sum(b["n"] for b in result["buckets"]) == result["users"]
