@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+if TYPE_CHECKING:
+    from models.datasets import Dataset
+
 _in_file = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
 _out_file = click.Path(dir_okay=False, writable=True, path_type=Path)
+
+
+def convert_with(read: Callable[[], Dataset], out_events: Path, out_items: Path) -> None:
+    """Read a data set (a ``DatasetError`` becomes the command's error), write it, print what was written."""
+    from models.datasets import DatasetError
+
+    started = time.perf_counter()
+    try:
+        data = read()
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from None
+    write_outputs(data.events, data.items, out_events, out_items, started)
 
 
 def write_outputs(events: list[dict], items: list[dict], out_events: Path, out_items: Path, started: float) -> None:
@@ -42,14 +59,9 @@ def convert() -> None:
 @click.option("--out-items", type=_out_file, required=True, help="items JSONL to write")
 def movielens(ratings: Path, tags: Path | None, movies: Path, out_events: Path, out_items: Path) -> None:
     """MovieLens: a rating -> rating event, a tag -> comment event, a movie -> item."""
-    from models.datasets import DatasetError, read_movielens
+    from models.datasets import read_movielens
 
-    started = time.perf_counter()
-    try:
-        data = read_movielens(ratings, movies, tags, progress=True)
-    except DatasetError as exc:
-        raise click.ClickException(str(exc)) from None
-    write_outputs(data.events, data.items, out_events, out_items, started)
+    convert_with(lambda: read_movielens(ratings, movies, tags, progress=True), out_events, out_items)
 
 
 @convert.command("movielens-100k")
@@ -60,14 +72,9 @@ def movielens(ratings: Path, tags: Path | None, movies: Path, out_events: Path, 
 @click.option("--out-items", type=_out_file, required=True, help="items JSONL to write")
 def movielens_100k(ratings: Path, movies: Path, genres: Path | None, out_events: Path, out_items: Path) -> None:
     """MovieLens 100K: a rating -> rating event, a movie -> item (no free text in this data set)."""
-    from models.datasets import DatasetError, read_movielens_100k
+    from models.datasets import read_movielens_100k
 
-    started = time.perf_counter()
-    try:
-        data = read_movielens_100k(ratings, movies, genres, progress=True)
-    except DatasetError as exc:
-        raise click.ClickException(str(exc)) from None
-    write_outputs(data.events, data.items, out_events, out_items, started)
+    convert_with(lambda: read_movielens_100k(ratings, movies, genres, progress=True), out_events, out_items)
 
 
 @convert.command()
@@ -78,11 +85,6 @@ def movielens_100k(ratings: Path, movies: Path, genres: Path | None, out_events:
 @click.option("--out-items", type=_out_file, required=True, help="items JSONL to write")
 def amazon(reviews: Path, out_events: Path, out_items: Path) -> None:
     """Amazon reviews: a review -> comment event (summary + text, rating = overall), an asin -> item."""
-    from models.datasets import DatasetError, read_amazon
+    from models.datasets import read_amazon
 
-    started = time.perf_counter()
-    try:
-        data = read_amazon(reviews, progress=True)
-    except DatasetError as exc:
-        raise click.ClickException(str(exc)) from None
-    write_outputs(data.events, data.items, out_events, out_items, started)
+    convert_with(lambda: read_amazon(reviews, progress=True), out_events, out_items)
