@@ -17,7 +17,8 @@ from confluent_kafka import Message, Producer
 from stream_app.client import PRODUCER_DEFAULTS, RecordConsumer
 from stream_app.contracts import EVENT_TYPES, Event
 from stream_app.settings import Settings
-from stream_app.worker import process
+from stream_app.worker import process, tables
+from stream_app.worker.app import app_id
 from stream_app.worker.decode import RawRecord
 from stream_app.worker.item_index import Catalog, ItemIndex
 from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving, process_batch
@@ -129,7 +130,7 @@ def final_states(
 
 
 def changelog_topic(settings: Settings) -> str:
-    return f"{settings.worker_app_id or settings.topic_prefix + '-worker'}-user_to_state-changelog"
+    return tables.changelog_topic(app_id(settings))
 
 
 def make_events(
@@ -197,7 +198,10 @@ class InProcessRun:
     """Batches through process_batch with the user states kept as the table would: bytes by user;
     with ``cache``, the decoded states kept after each batch's write as the engine keeps them."""
 
-    def __init__(self, runtime, config: PipelineConfig, cache: StateCache | None = None) -> None:
+    def __init__(
+        self, runtime, config: PipelineConfig, cache: StateCache | None = None, now_ms: int | None = None
+    ) -> None:
+        self.now_ms = now_ms  # the worker's clock (None: the real one)
         self.serving = Serving(runtime, ItemIndex.for_model(runtime, Catalog()))
         self.config = config
         self.trending = Trending(3600)
@@ -215,7 +219,13 @@ class InProcessRun:
     def batch(self, records: list[RawRecord]) -> BatchResult:
         generation = self.cache.generation if self.cache is not None else 0
         result = process_batch(
-            records, lambda user, _p: self.states.get(user), self.serving, self.trending, self.config, self.cache
+            records,
+            lambda user, _p: self.states.get(user),
+            self.serving,
+            self.trending,
+            self.config,
+            self.cache,
+            self.now_ms,
         )
         for w in result.writes:
             if w.value is None:
