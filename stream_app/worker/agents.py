@@ -65,6 +65,11 @@ def define_agents(
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set, **kwargs) -> None:
+        if engine.started and engine.ready:
+            try:
+                await engine.persist_trending()  # the partitions' next owner starts from these counts
+            except Exception as exc:
+                log.warning("trending counts not stored at a rebalance: %r", exc)
         engine.revoked(revoked)
 
     @app.on_partitions_assigned.connect

@@ -252,7 +252,11 @@ def _plan(
         if state is None or state.is_marker:
             fresh = UserState.empty(serving.version, serving.runtime.state_dim)
             if state is not None:  # a forgotten user comes back: the marker's marks stay
-                fresh.last_offset, fresh.forgotten_at = state.last_offset, state.forgotten_at
+                fresh.last_offset, fresh.forgotten_at, fresh.history_ts = (
+                    state.last_offset,
+                    state.forgotten_at,
+                    state.history_ts,
+                )
                 fresh.id_floor_ts, fresh.id_hashes, fresh.id_ts = state.id_floor_ts, state.id_hashes, state.id_ts
             state = fresh
         gap = remember(state, event, offset, policy)
@@ -328,6 +332,9 @@ def _run_waves(users: list[_User], serving: Serving, config: PipelineConfig, emb
             emb = as_stored(comment[i]) if has_text[i] else None
             recent = RecentEvent(s.event.event_id, items[i], types[i], ratings[i], gaps[i], emb)
             owner_rows = item_rows(s.owner, index)
+            if not config.emit:  # states only: nothing reads the lists as they were after this event
+                _remember(s.owner, owner_rows, recent, row, config)
+                continue
             earlier = unfrozen.get(id(s.owner))
             if earlier is not None:
                 earlier.freeze()  # _remember is about to change the lists it reads
