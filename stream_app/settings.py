@@ -175,6 +175,12 @@ class Settings(BaseSettings):
     trending_half_life_s: float = Field(3600.0, gt=0, description="Half-life (event time) of trending popularity.")
     model_poll_s: float = Field(2.0, gt=0, description="Seconds between checks of the registry's CURRENT pointer.")
 
+    # Query API clients (stream_app.client.RecommendationClient)
+    query_url: str = Field(
+        "http://127.0.0.1:6066",
+        description="URL of any worker's web port for the query API (a worker forwards other workers' users).",
+    )
+
     # Fine-tune job (`istream finetune`)
     finetune_window_s: float = Field(86_400.0, gt=0, description="How far back (broker time) the job reads events.")
     finetune_replay_fraction: float = Field(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream_app.contracts import UserInterest, UserRecommendations
+from stream_app.contracts import ScoredItem, UserInterest, UserRecommendations
 from stream_app.contracts.float_json import DECIMALS
 from stream_app.exceptions import InterestStreamError
 from stream_app.worker.item_index import Catalog, attribute_labels
@@ -112,28 +112,61 @@ def recommendations(
     now_ms: int,
 ) -> UserRecommendations:
     """The user's top ``query.k`` now (``state`` None: a user the worker has never seen)."""
+    (answer,) = recommendations_batch([(user_id, state, query)], serving, trending, catalog, config, now_ms)
+    return answer
+
+
+def recommendations_batch(
+    requests: list[tuple[str, UserState | None, RecommendationsQuery]],
+    serving: Serving,
+    trending: Trending,
+    catalog: Catalog,
+    config: PipelineConfig,
+    now_ms: int,
+) -> list[UserRecommendations]:
+    """``recommendations`` of several requests at once: warm users asking for the same k and filter are
+    ranked in one product over the index (a GEMV per query cost 4x what a 32-query product did)."""
     index = serving.index
-    allowed = index.matching(catalog, query.labels) if query.labels else None
-    exclude = index.rows(query.exclude)
-    known = _has_state(state)
-    vectors = current_vectors(state, serving, config) if known else None
-    warm = vectors is not None and state.applied >= config.cold_start_events
-    if known and not query.include_seen:
-        exclude += item_rows(state, index).seen
-    if warm:
-        rows = item_rows(state, index)
-        (items,) = recommend(index, vectors[None, 0], [exclude], [state.window], [rows.window], query.k, allowed)
-    else:
-        items = cold(trending, index, query.k, exclude, allowed)
-    return UserRecommendations(
-        user_id=user_id,
-        event_id=state.window[-1].event_id if known and state.window else None,
-        ts=state.last_ts if known and state.last_ts != NO_TS else None,
-        model_version=serving.version,
-        state_age_s=_age_s(state, now_ms) if known else None,
-        cold_start=not warm,
-        items=items,
-    )
+    items: list[list[ScoredItem]] = [[] for _ in requests]
+    cold_start = [True] * len(requests)
+    warm: dict[tuple[int, tuple[str, ...]], list[tuple[int, np.ndarray, list[int]]]] = {}
+    for n, (_, state, query) in enumerate(requests):
+        exclude = index.rows(query.exclude)
+        known = _has_state(state)
+        if known and not query.include_seen:
+            exclude += item_rows(state, index).seen
+        vectors = current_vectors(state, serving, config) if known else None
+        if vectors is not None and state.applied >= config.cold_start_events:
+            warm.setdefault((query.k, query.labels), []).append((n, vectors[0], exclude))
+            cold_start[n] = False
+        else:
+            allowed = index.matching(catalog, query.labels) if query.labels else None
+            items[n] = cold(trending, index, query.k, exclude, allowed)
+    for (k, labels), group in warm.items():
+        states = [requests[n][1] for n, _, _ in group]
+        rows = [item_rows(state, index) for state in states]
+        allowed = index.matching(catalog, labels) if labels else None
+        interests = np.stack([vector for _, vector, _ in group])
+        ranked = recommend(
+            index, interests, [e for _, _, e in group], [s.window for s in states], [r.window for r in rows], k, allowed
+        )
+        for (n, _, _), answer in zip(group, ranked, strict=True):
+            items[n] = answer
+    answers = []
+    for (user_id, state, _), ranked, is_cold in zip(requests, items, cold_start, strict=True):
+        known = _has_state(state)
+        answers.append(
+            UserRecommendations(
+                user_id=user_id,
+                event_id=state.window[-1].event_id if known and state.window else None,
+                ts=state.last_ts if known and state.last_ts != NO_TS else None,
+                model_version=serving.version,
+                state_age_s=_age_s(state, now_ms) if known else None,
+                cold_start=is_cold,
+                items=ranked,
+            )
+        )
+    return answers
 
 
 def interest(

@@ -5,10 +5,12 @@
     GET /health                            {"live", "ready", ...}: 200 once ready to answer, else 503
     GET /health/live                       200 while the worker's event loop answers
 
-The handlers are aiohttp handlers on Faust's web application rather than Faust views: a Faust view
-adds a class dispatch per request for nothing these routes use (``istream bench query`` measured
-both, see the README). They run on the worker's event loop between micro-batches and only read
-(``query``).
+The handlers are aiohttp handlers on Faust's web application rather than Faust views: these routes
+need none of a view's class dispatch and set their own statuses and bodies. They run on the worker's
+event loop between micro-batches and only read (``query``). Recommendation requests wait for the
+loop's next turn and are answered together (``query.recommendations_batch``: one product over the
+item index for all of them): requests pile up while a micro-batch of events is computed, and one
+query alone spent most of its time in its own pass over the index.
 
 A user belongs to the partition that murmur2 of its id picks (``routing.partition_of``: where
 producers put its events and the worker keeps its state). The worker owning that partition answers
@@ -26,6 +28,7 @@ answered 500, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -50,7 +53,7 @@ FORWARD_TIMEOUT_S = 5.0
 RETRY_AFTER_S = "2"
 JSON = "application/json"
 
-Answer = Callable[[str, int, Iterable[tuple[str, str]]], msgspec.Struct]
+Answer = Callable[[str, int, Iterable[tuple[str, str]]], msgspec.Struct | asyncio.Future]
 
 
 class QueryApi:
@@ -61,6 +64,7 @@ class QueryApi:
         self.partitions = app.conf.topic_partitions
         self.url = str(app.conf.canonical_url)
         self._headers = {SERVED_BY: self.url}
+        self._waiting: list[tuple[str, int, query.RecommendationsQuery, asyncio.Future]] = []
 
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/users/{user_id}/recommendations", self.recommendations)
@@ -74,14 +78,36 @@ class QueryApi:
     async def interest(self, request: web.Request) -> web.StreamResponse:
         return await self._answer(request, "interest", self._interest)
 
-    def _recommendations(self, user_id: str, partition: int, params: Iterable[tuple[str, str]]) -> msgspec.Struct:
+    def _recommendations(self, user_id: str, partition: int, params: Iterable[tuple[str, str]]) -> asyncio.Future:
+        wanted = query.parse_recommendations(params, self.engine.config.top_k)
+        future = asyncio.get_running_loop().create_future()
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self._answer_waiting)
+        self._waiting.append((user_id, partition, wanted, future))
+        return future
+
+    def _answer_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, []
         engine = self.engine
-        wanted = query.parse_recommendations(params, engine.config.top_k)
-        state = engine.state_for_query(user_id, partition)
-        now_ms = int(time.time() * 1000)
-        return query.recommendations(
-            user_id, state, wanted, engine.serving, engine.trending, engine.catalog, engine.config, now_ms
-        )
+        if not engine.ready:  # a rebalance began since they were asked
+            moved = query.QueryFailed(503, "this worker's partitions are being reassigned; retry shortly")
+            waiting, gone = [], waiting
+            for *_, future in gone:
+                if not future.done():
+                    future.set_exception(moved)
+        try:
+            requests = [(user, engine.state_for_query(user, part), wanted) for user, part, wanted, _ in waiting]
+            answers = query.recommendations_batch(
+                requests, engine.serving, engine.trending, engine.catalog, engine.config, int(time.time() * 1000)
+            )
+        except Exception as exc:
+            for *_, future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (*_, future), answer in zip(waiting, answers, strict=True):
+            if not future.done():  # its client may have gone
+                future.set_result(answer)
 
     def _interest(self, user_id: str, partition: int, params: Iterable[tuple[str, str]]) -> msgspec.Struct:
         query.no_parameters(params)
@@ -101,7 +127,10 @@ class QueryApi:
                 return response
             if not (self.engine.ready and self.engine.started):
                 raise query.QueryFailed(503, f"partition {partition} is being restored on this worker; retry shortly")
-            body = encode(answer(user_id, partition, request.query.items()))
+            answered = answer(user_id, partition, request.query.items())
+            if isinstance(answered, asyncio.Future):
+                answered = await answered
+            body = encode(answered)
         except query.QueryFailed as exc:
             metrics.queries.labels(endpoint, str(exc.status)).inc()
             return error(exc.status, str(exc))
