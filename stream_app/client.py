@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, Producer, TopicPartition
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from stream_app import topics
 from stream_app.contracts import (
@@ -67,6 +68,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "partitioner": "murmur2_random",
 }
 MAX_ERRORS_KEPT = 20
+RETRY_WAIT_S = 0.2  # between query API requests answered 502/503
 encode_json = msgspec.json.Encoder().encode
 
 
@@ -349,15 +351,24 @@ class RecommendationClient:
 
     ``url``: any worker's web port (``Settings.query_url``; a load balancer over all workers works too:
     a worker forwards a user it does not own to its owner). A request that finds the connection closed
-    (a worker restarted) is sent once more on a new one.
+    (a worker restarted) is sent once more on a new one; one answered 502 or 503 (the user's worker is
+    restarting, or the group rebalancing) is asked again for up to ``retry_s`` seconds.
     """
 
-    def __init__(self, url: str | None = None, *, settings: Settings | None = None, timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str | None = None, *, settings: Settings | None = None, timeout: float = 5.0, retry_s: float = 10.0
+    ) -> None:
         self.url = url or (settings or Settings()).query_url
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ClientError(f"query URL {self.url!r} is not http(s)://host:port")
         self._parts, self._timeout = parts, timeout
+        self._retrying = Retrying(
+            retry=retry_if_exception(lambda exc: isinstance(exc, QueryError) and exc.status in (502, 503)),
+            stop=stop_after_delay(retry_s),
+            wait=wait_fixed(RETRY_WAIT_S),
+            reraise=True,
+        )
         self._connection = None
         self._decode_recommendations = msgspec.json.Decoder(UserRecommendations).decode
         self._decode_interest = msgspec.json.Decoder(UserInterest).decode
@@ -380,11 +391,12 @@ class RecommendationClient:
             params.append(("include_seen", "true"))
         if category is not None:
             params.append(("category", category))
-        return self._decode_recommendations(self._get(f"/users/{quote(user_id, safe='')}/recommendations", params))
+        path = f"/users/{quote(user_id, safe='')}/recommendations"
+        return self._decode_recommendations(self._retrying(self._get, path, params))
 
     def interest(self, user_id: str) -> UserInterest:
         """The user's fused, long- and short-term interest vectors; ``QueryError`` 404 without a state."""
-        return self._decode_interest(self._get(f"/users/{quote(user_id, safe='')}/interest", []))
+        return self._decode_interest(self._retrying(self._get, f"/users/{quote(user_id, safe='')}/interest", []))
 
     def health(self) -> dict[str, Any]:
         """The worker's ``/health`` (``ready`` False while it restores its state)."""

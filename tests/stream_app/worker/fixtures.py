@@ -104,6 +104,14 @@ def outputs_for(events: list[Event] | list[dict]) -> Callable[[list[Message]], b
     return done
 
 
+def wait_until(condition, timeout: float = 60.0, describe=None) -> None:
+    """Until ``condition()`` holds; fails after ``timeout`` seconds, saying ``describe()`` when given."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, describe() if describe else "condition not met in time"
+        time.sleep(0.2)
+
+
 def applied_per_user(events: list[Event]) -> dict[str, int]:
     return dict(Counter(e.user_id for e in events))
 
