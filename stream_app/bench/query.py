@@ -5,10 +5,10 @@ generated stream) is bootstrapped through ``bootstrap.build_states`` (its figure
 bootstrap target), W workers start on it, and new events of those users stream in at ``rate``
 events/s, their produce->recommendation latency timed as ``bench e2e`` times it. Meanwhile an open-loop
 query load (``query_load``, a process of its own) asks worker 0 for users' top-``k`` (90 % known
-users, 10 % never seen) at each of ``query_rates`` in turn, ``seconds`` each, and stops after the
-first step that misses the target (every request answered, p99 <= 20 ms): the fastest step that met
-it is the limit. Then freshness: an event for a known user is produced and the API polled until the
-user's answer carries that event, against the same stream's produce->recommendation latency.
+users, 10 % never seen) at each of ``query_rates`` in turn, ``seconds`` each; the fastest step that
+met the target (every request answered, p99 <= 20 ms) is the limit. Then freshness: an event for a
+known user is produced and the API polled until the user's answer carries that event, against the
+same stream's produce->recommendation latency.
 """
 
 from __future__ import annotations
@@ -196,8 +196,6 @@ def run_query_bench(
                     for rate in opts.query_rates:
                         spec = LoadSpec(url, rate, opts.seconds, opts.k, asked, seed=int(rng.integers(1 << 30)))
                         steps.append(_load_step(spec, settings.run_dir, pids))
-                        if not steps[-1].get("met"):
-                            break
                 if opts.profile_dir is not None:
                     report["profile"] = {str(path): hot_functions(path) for path in profiles}
                 sample = [users[i] for i in rng.permutation(len(users))[:FRESHNESS_SAMPLES]]

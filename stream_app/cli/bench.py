@@ -309,7 +309,7 @@ def _rates(ctx: click.Context, param: click.Parameter, value: str) -> tuple[floa
     default="500,1000,1500,2000,3000",
     show_default=True,
     callback=_rates,
-    help="Queries/s of each step, in order; the steps stop after the first that misses p99 <= 20 ms.",
+    help="Queries/s of each step, in order; the fastest that meets p99 <= 20 ms is the limit.",
 )
 @click.option("--seconds", default=10.0, show_default=True, type=click.FloatRange(min=1), help="Length of a step.")
 @click.option("--k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Items per query.")
