@@ -25,6 +25,7 @@ from stream_app.worker.engine import pipeline_config
 from stream_app.worker.event_time import forget, remember
 from stream_app.worker.pipeline import ItemRows
 from stream_app.worker.state_codec import RecentEvent, UserState, decode_state, encode_state
+from stream_app.worker.trending import SNAPSHOT_ITEMS, Trending
 
 MIB = 1024 * 1024
 
@@ -52,6 +53,8 @@ def user_state(
     user = UserState(
         model_version="20261122T140000Z-0123abcd",
         state=rng.standard_normal(cfg.state_dim).astype(np.float32),
+        vectors=rng.standard_normal((3, cfg.vector_dim)).astype(np.float32),
+        active_at=1_795_000_000_000,
         applied=events,
         seen=[e.item_id for e in window][-settings.seen_items :],
         window=window[-settings.state_window :],
@@ -87,6 +90,14 @@ def cached(raw: bytes) -> UserState:
     rows = 1000 + np.arange(len(state.seen) + len(state.window))  # rows past the small ints Python shares
     state.item_rows = ItemRows(object(), rows[: len(state.seen)].tolist(), rows[len(state.seen) :].tolist())
     return state
+
+
+def trending_snapshot(ids: dict[str, int]) -> int:
+    """Bytes of a partition's stored trending counts with the most items a snapshot keeps."""
+    trending = Trending(3600)
+    items = [_id("i", k, ids["item"]) for k in range(SNAPSHOT_ITEMS)]
+    trending.add(items, [1_795_000_000_000] * len(items), [0] * len(items))
+    return len(trending.snapshot(0))
 
 
 def output_records(cfg: ModelConfig, settings: Settings, ids: dict[str, int]) -> tuple[int, int]:
@@ -146,12 +157,21 @@ def table(ids: dict[str, int]) -> str:
             f"of which the event-id memory (its {len(memory)} newest ids at 16 B each, any id length)",
             f"{16 * len(memory)} B",
         ),
+        (
+            f"of which the newest step's vectors (interest, long-, short-term: 3 x {cfg.vector_dim} float32, "
+            "what the query API ranks by)",
+            f"{3 * cfg.vector_dim * 4} B",
+        ),
         ("user state right after 1,000 events in one millisecond (all ids kept for 5 minutes)", f"{burst} B"),
         ("marker of a forgotten user (the policy's marks, no state, window or items)", f"{len(marker(ids))} B"),
         ("the same state decoded, in the worker's state cache", f"{cached_size} B"),
         (
             f"state cache at its default size ({settings.worker_state_cache_users:,} users)",
             f"{cached_size * settings.worker_state_cache_users / MIB:.0f} MiB",
+        ),
+        (
+            f"trending counts of one partition (a record of its own table, at most {SNAPSHOT_ITEMS:,} items)",
+            f"{trending_snapshot(ids)} B",
         ),
         ("changelog record per event (upper bound: key + steady state)", f"{key + plain} B"),
         (f"interest-vector record per event (3 x {cfg.vector_dim} floats, JSON)", f"{key + vector} B"),

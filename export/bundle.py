@@ -25,8 +25,9 @@ from export.manifest import MANIFEST, ItemTable, Manifest, TokenizerSpec, encode
 from export.onnx_export import DEFAULT_OPSET, Parity, export_onnx, validate_onnx
 from export.optimize import optimize_encoder, quantize_encoder
 from export.signatures import ENCODER, ENCODER_INT8, ITEM_TOWER, STEP, encoder_spec, item_tower_spec, step_spec
-from models.checkpoint import load_checkpoint
+from models.checkpoint import Checkpoint, load_checkpoint
 from models.comment_encoder import CommentEncoder
+from models.datasets.jsonl import load_event_columns
 from models.ensemble import Model
 from models.exceptions import ModelError
 
@@ -42,6 +43,7 @@ PARITY_RTOL = 1e-4
 INT8_MIN_MEAN_COSINE = 0.98
 ITEMS_NPY = "items.npy"
 ITEMS_JSON = "items.json"
+POPULARITY_NPY = "popularity.npy"
 TOKENIZER_DIR = "tokenizer"
 CHECKPOINT_DIR = "checkpoint"
 
@@ -166,6 +168,22 @@ def parity_facts(graph: str, parity: Parity) -> dict[str, float]:
     return {f"{graph}_max_abs_diff": parity.max_abs_diff, f"{graph}_max_rel_diff": parity.max_rel_diff}
 
 
+def item_popularity(ckpt: Checkpoint) -> np.ndarray | None:
+    """[n_items] float32: the training events of each item (up to the newest one training saw), from the
+    events file the checkpoint was trained on; None when that file is gone (workers then order cold
+    starts by trending counts alone)."""
+    data = ckpt.history.get("data") or {}
+    events = data.get("events")
+    if not events or not Path(events).is_file():
+        return None
+    columns = load_event_columns(events)
+    until = data.get("trained_until")
+    items = columns.item_id if until is None else columns.item_id[columns.ts <= until]
+    row = ckpt.item_index()
+    rows = np.fromiter((row.get(i, -1) for i in items), dtype=np.int64, count=len(items))
+    return np.bincount(rows[rows >= 0], minlength=len(ckpt.item_ids)).astype(np.float32)
+
+
 def _files(stage: Path) -> dict[str, object]:
     paths = sorted(p for p in stage.rglob("*") if p.is_file())
     return {p.relative_to(stage).as_posix(): file_entry(p) for p in paths}
@@ -211,6 +229,9 @@ def export_bundle(
         with torch.inference_mode():
             np.save(stage / ITEMS_NPY, ckpt.model.item_vectors().float().numpy())
         (stage / ITEMS_JSON).write_text(json.dumps(ckpt.item_ids) + "\n", encoding="utf-8")
+        popularity = item_popularity(ckpt)
+        if popularity is not None:
+            np.save(stage / POPULARITY_NPY, popularity)
         tokenizer_files = encoder.tokenizer.save_pretrained(str(stage / TOKENIZER_DIR))
         (stage / CHECKPOINT_DIR).mkdir()
         for path in sorted(ckpt_dir.iterdir()):
@@ -234,7 +255,12 @@ def export_bundle(
                 files=tuple(sorted(Path(f).relative_to(stage).as_posix() for f in tokenizer_files)),
                 max_length=encoder.max_length,
             ),
-            item_table=ItemTable(vectors=ITEMS_NPY, ids=ITEMS_JSON, count=len(ckpt.item_ids)),
+            item_table=ItemTable(
+                vectors=ITEMS_NPY,
+                ids=ITEMS_JSON,
+                count=len(ckpt.item_ids),
+                popularity=POPULARITY_NPY if popularity is not None else None,
+            ),
             checkpoint=tuple(sorted(k for k in files if k.startswith(f"{CHECKPOINT_DIR}/"))),
             files=files,
             metrics=ckpt.metrics,

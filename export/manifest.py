@@ -37,10 +37,11 @@ class TokenizerSpec(msgspec.Struct, frozen=True):
         return matches[0]
 
 
-class ItemTable(msgspec.Struct, frozen=True):
+class ItemTable(msgspec.Struct, frozen=True, omit_defaults=True):
     vectors: str  # float32 [N, D] .npy
     ids: str  # JSON list of N item ids, row order
     count: int
+    popularity: str | None = None  # float32 [N] .npy: training events per item (bundles since 0.1 may lack it)
 
 
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,7 +65,9 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     def referenced_paths(self) -> list[str]:
         """Every path the manifest points at outside ``files``."""
         graphs = [g.file for g in self.graphs.values()]
-        return [*graphs, *self.tokenizer.files, self.item_table.vectors, self.item_table.ids, *self.checkpoint]
+        table = self.item_table
+        extra = [table.popularity] if table.popularity is not None else []
+        return [*graphs, *self.tokenizer.files, table.vectors, table.ids, *extra, *self.checkpoint]
 
 
 def encode_manifest(manifest: Manifest) -> bytes:

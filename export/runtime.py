@@ -79,6 +79,7 @@ class ModelRuntime:
             member_path(bundle_dir, manifest.tokenizer.tokenizer_json), manifest.tokenizer.max_length
         )
         self.item_ids, self.item_matrix = self._item_table()
+        self.item_popularity = self._item_popularity()
 
     def _path(self, relative: str) -> Path:
         return member_path(self.bundle_dir, relative)
@@ -117,6 +118,15 @@ class ModelRuntime:
         if not isinstance(ids, list) or len(ids) != table.count or not all(isinstance(i, str) for i in ids):
             raise ManifestError(f"{table.ids} must list {table.count} item ids (strings)")
         return ids, matrix
+
+    def _item_popularity(self) -> np.ndarray | None:
+        table = self.manifest.item_table
+        if table.popularity is None:
+            return None
+        counts = np.load(self._path(table.popularity), allow_pickle=False)
+        if counts.shape != (table.count,) or not np.isfinite(counts).all():
+            raise ManifestError(f"{table.popularity} is {counts.dtype} {counts.shape}, expected finite [{table.count}]")
+        return counts.astype(np.float64)
 
     # ---- inference -------------------------------------------------------------------------
     def encode(self, texts: Sequence[str]) -> np.ndarray:

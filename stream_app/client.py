@@ -8,17 +8,21 @@ partition directly (no group join, no committed offsets: what ``istream tail`` d
 
 Both check at the start that the cluster answers and the topic exists, waiting at most
 ``ISTREAM_KAFKA_TIMEOUT_S``: ``ClusterUnreachable`` (a ``ClientError``) or ``ClientError`` otherwise.
+
+``RecommendationClient`` asks the workers' query API for one user's recommendations or interest.
 """
 
 from __future__ import annotations
 
 import gzip
+import http.client
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote, urlencode, urlsplit
 
 import msgspec
 from confluent_kafka import (
@@ -31,6 +35,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from stream_app import topics
 from stream_app.cluster import client_config, cluster_metadata, new_client, require_topics, unreachable
@@ -42,11 +47,14 @@ from stream_app.contracts import (
     Item,
     ModelUpdate,
     Recommendation,
+    UserInterest,
+    UserRecommendations,
     decode_event,
     decode_item,
     encode,
     record_decoder,
 )
+from stream_app.contracts import QueryError as QueryErrorRecord
 from stream_app.exceptions import ClientError
 from stream_app.settings import Settings
 
@@ -76,6 +84,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 MAX_ERRORS_KEPT = 20
 FLUSH_STEP_S = 0.2
+RETRY_WAIT_S = 0.2  # between query API requests answered 502/503
 encode_json = msgspec.json.Encoder().encode
 
 
@@ -408,3 +417,109 @@ def paced(records: Iterable[R], rate: float | None) -> Iterator[R]:
             if ahead > 0:
                 time.sleep(ahead)
         yield record
+
+
+class QueryError(ClientError):
+    """The query API answered with an error (``status``: 400 a bad request, 404 no state, 503 retry shortly)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RecommendationClient:
+    """The worker's query API over HTTP, one kept-alive connection (not thread-safe: one per thread).
+
+    ``url``: any worker's web port (``Settings.query_url``; a load balancer over all workers works too:
+    a worker forwards a user it does not own to its owner). A request that finds the connection closed
+    (a worker restarted) is sent once more on a new one; one answered 502 or 503 (the user's worker is
+    restarting, or the group rebalancing) is asked again for up to ``retry_s`` seconds.
+    """
+
+    def __init__(
+        self, url: str | None = None, *, settings: Settings | None = None, timeout: float = 5.0, retry_s: float = 10.0
+    ) -> None:
+        self.url = url or (settings or Settings()).query_url
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ClientError(f"query URL {self.url!r} is not http(s)://host:port")
+        self._parts, self._timeout = parts, timeout
+        self._retrying = Retrying(
+            retry=retry_if_exception(lambda exc: isinstance(exc, QueryError) and exc.status in (502, 503)),
+            stop=stop_after_delay(retry_s),
+            wait=wait_fixed(RETRY_WAIT_S),
+            reraise=True,
+        )
+        self._connection = None
+        self._decode_recommendations = msgspec.json.Decoder(UserRecommendations).decode
+        self._decode_interest = msgspec.json.Decoder(UserInterest).decode
+
+    def get(
+        self,
+        user_id: str,
+        k: int | None = None,
+        *,
+        exclude: Iterable[str] = (),
+        include_seen: bool = False,
+        tags: Iterable[str] = (),
+        category: str | None = None,
+    ) -> UserRecommendations:
+        """The user's top ``k`` (the worker's ``ISTREAM_TOP_K`` when None) ranked now; ``cold_start`` when the
+        stream has no model state of the user (trending items)."""
+        params: list[tuple[str, str]] = [] if k is None else [("k", str(k))]
+        params += [("exclude", item) for item in exclude] + [("tag", tag) for tag in tags]
+        if include_seen:
+            params.append(("include_seen", "true"))
+        if category is not None:
+            params.append(("category", category))
+        path = f"/users/{quote(user_id, safe='')}/recommendations"
+        return self._decode_recommendations(self._retrying(self._get, path, params))
+
+    def interest(self, user_id: str) -> UserInterest:
+        """The user's fused, long- and short-term interest vectors; ``QueryError`` 404 without a state."""
+        return self._decode_interest(self._retrying(self._get, f"/users/{quote(user_id, safe='')}/interest", []))
+
+    def health(self) -> dict[str, Any]:
+        """The worker's ``/health`` (``ready`` False while it restores its state)."""
+        try:
+            return msgspec.json.decode(self._get("/health", []))
+        except QueryError as exc:
+            if exc.status == 503:
+                return {"live": True, "ready": False}
+            raise
+
+    def _get(self, path: str, params: list[tuple[str, str]]) -> bytes:
+        target = f"{self._parts.path.rstrip('/')}{path}" + (f"?{urlencode(params)}" if params else "")
+        for attempt in (1, 2):
+            if self._connection is None:
+                kind = http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
+                self._connection = kind(self._parts.hostname, self._parts.port, timeout=self._timeout)
+            try:
+                self._connection.request("GET", target)
+                response = self._connection.getresponse()
+                body = response.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                if attempt == 2 or not isinstance(exc, http.client.RemoteDisconnected | ConnectionResetError):
+                    raise ClientError(
+                        f"GET {self.url}{target} failed: {exc!r}; is a worker serving {self.url}?"
+                    ) from None
+        if response.status != 200:
+            try:
+                error = msgspec.json.decode(body, type=QueryErrorRecord).error
+            except msgspec.DecodeError:
+                error = body[:200].decode("utf-8", "replace")
+            raise QueryError(response.status, f"GET {target}: {response.status} {error}")
+        return body
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def __enter__(self) -> RecommendationClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

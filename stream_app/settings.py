@@ -99,7 +99,14 @@ class Settings(BaseSettings):
     worker_data_dir: Path | None = Field(
         None, description="Local RocksDB state, one folder per app id inside (default `<run_dir>/worker`)."
     )
-    worker_web_port: int = Field(6066, ge=0, le=65535, description="Worker web port, serves /metrics; 0 = off.")
+    worker_web_port: int = Field(
+        6066, ge=0, le=65535, description="Worker web port: the query API, /health and /metrics; 0 = off."
+    )
+    worker_web_host: str | None = Field(
+        None,
+        description="Host name or address other workers reach this one's web port at (they forward queries for "
+        "its users there); default: the machine's host name. In Kubernetes, the pod IP.",
+    )
     worker_batch_size: int = Field(500, ge=1, description="Most events the worker processes in one micro-batch.")
     worker_batch_ms: int = Field(
         20,
@@ -160,6 +167,12 @@ class Settings(BaseSettings):
         description="Event ids within this of the user's newest event are all remembered too (up to 4,096): "
         "bursts in one millisecond sent twice are dropped whole. Default: librdkafka's delivery timeout.",
     )
+    state_ttl_s: float = Field(
+        0.0,
+        ge=0,
+        description="A user's state is deleted (a tombstone through the changelog) once no event was applied to it "
+        "for this many seconds of the worker's clock; 0 = never. Forgotten users' markers never expire.",
+    )
     state_window: int = Field(32, ge=1, le=65535, description="Recent events kept per user to rebuild its state.")
     seen_items: int = Field(100, ge=0, le=65535, description="Recently seen items kept per user (not recommended).")
     cold_start_events: int = Field(
@@ -167,6 +180,12 @@ class Settings(BaseSettings):
     )
     trending_half_life_s: float = Field(3600.0, gt=0, description="Half-life (event time) of trending popularity.")
     model_poll_s: float = Field(2.0, gt=0, description="Seconds between checks of the registry's CURRENT pointer.")
+
+    # Query API clients (stream_app.client.RecommendationClient)
+    query_url: str = Field(
+        "http://127.0.0.1:6066",
+        description="URL of any worker's web port for the query API (a worker forwards other workers' users).",
+    )
 
     # Fine-tune job (`istream finetune`)
     finetune_window_s: float = Field(86_400.0, gt=0, description="How far back (broker time) the job reads events.")

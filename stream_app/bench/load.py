@@ -71,9 +71,13 @@ def producer(settings: Settings) -> Producer:
     )
 
 
-def _produce(p: Producer, name: str, keys: list[bytes], values: list[bytes], sent_at: np.ndarray, rate) -> None:
+def _produce(
+    p: Producer, name: str, keys: list[bytes], values: list[bytes], sent_at: np.ndarray, rate, stop: threading.Event
+) -> None:
     t0 = time.time()
     for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+        if stop.is_set():
+            break
         if rate is not None:
             ahead = t0 + i / rate - time.time()
             if ahead > 0.0005:
@@ -90,9 +94,17 @@ def _produce(p: Producer, name: str, keys: list[bytes], values: list[bytes], sen
     p.flush(60)
 
 
-def drive(settings: Settings, workload: Workload, rate: float | None, idle_timeout: float = 60.0) -> Timings:
+def drive(
+    settings: Settings,
+    workload: Workload,
+    rate: float | None,
+    idle_timeout: float = 60.0,
+    stop: threading.Event | None = None,
+) -> Timings:
     """Produce ``workload`` at ``rate`` and wait for a recommendation of every event (or for
-    ``idle_timeout`` seconds without any new one)."""
+    ``idle_timeout`` seconds without any new one). Setting ``stop`` ends producing early: then only the
+    events sent so far are waited for."""
+    stop = stop or threading.Event()
     n = len(workload)
     index = {event_id: i for i, event_id in enumerate(workload.event_ids)}
     timings = Timings(np.full(n, np.nan), np.full(n, np.nan), [""] * n)
@@ -120,6 +132,7 @@ def drive(settings: Settings, workload: Workload, rate: float | None, idle_timeo
             workload.values,
             timings.sent_at,
             rate,
+            stop,
         ),
         daemon=True,
     )
@@ -127,7 +140,9 @@ def drive(settings: Settings, workload: Workload, rate: float | None, idle_timeo
     answered, last_progress = 0, time.monotonic()
     arrived = timings.arrived_at
     try:
-        while answered < n and time.monotonic() - last_progress < idle_timeout:
+        while time.monotonic() - last_progress < idle_timeout:
+            if answered >= (n if thread.is_alive() else int(np.isfinite(timings.sent_at).sum())):
+                break
             batch = consumer.consume(2000, 0.05)
             now = time.time()
             for msg in batch:
@@ -148,6 +163,7 @@ def drive(settings: Settings, workload: Workload, rate: float | None, idle_timeo
     finally:
         thread.join()
         consumer.close()
-    if answered < n:
-        timings.notes.append(f"{n - answered} of {n} events got no recommendation within {idle_timeout:.0f} s")
+    sent = int(np.isfinite(timings.sent_at).sum())
+    if answered < sent:
+        timings.notes.append(f"{sent - answered} of {sent} events got no recommendation within {idle_timeout:.0f} s")
     return timings

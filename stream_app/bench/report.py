@@ -18,7 +18,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _verdict(target: dict[str, Any]) -> str:
+def verdict(target: dict[str, Any]) -> str:
     if target["met"] is None:
         return target["note"]
     verdict = "met" if target["met"] else "NOT met"
@@ -115,7 +115,7 @@ def e2e_markdown(report: dict[str, Any]) -> str:
             "## Targets",
             table(
                 [
-                    (name, f"{_fmt(t['figure'])} (target {t['target']}): {_verdict(t)}")
+                    (name, f"{_fmt(t['figure'])} (target {t['target']}): {verdict(t)}")
                     for name, t in report["targets"].items()
                 ],
                 ("target", "result"),

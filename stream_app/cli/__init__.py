@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, str] = {
     "export": "stream_app.cli.export:export",
     "models": "stream_app.cli.models:models",
     "bench": "stream_app.cli.bench:bench",
+    "bootstrap": "stream_app.cli.bootstrap:bootstrap",
     "worker": "stream_app.cli.worker:worker",
     "finetune": "stream_app.cli.finetune:finetune",
 }

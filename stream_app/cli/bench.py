@@ -353,3 +353,56 @@ def quality(
     run_quality(sets, seeds, out, tools=tools, sasrec_budget=sasrec_budget, train_args=list(train_args))
     click.echo((out / "quality.md").read_text(encoding="utf-8"))
     click.echo(f"written: {out / 'quality.md'}, {out / 'quality.json'}")
+
+
+def _rates(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter("give comma-separated queries/s, e.g. 500,1000,2000") from None
+    if not rates or min(rates) <= 0:
+        raise click.BadParameter("give at least one rate, each > 0")
+    return rates
+
+
+@bench.command()
+@click.option("--rate", default=1000.0, show_default=True, type=click.FloatRange(min=1), help="Events/s streamed.")
+@click.option(
+    "--query-rates",
+    default="500,1000,1500,2000,3000",
+    show_default=True,
+    callback=_rates,
+    help="Queries/s of each step, in order; the fastest that meets p99 <= 20 ms is the limit.",
+)
+@click.option("--seconds", default=10.0, show_default=True, type=click.FloatRange(min=1), help="Length of a step.")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Items per query.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Queries go to worker 0.")
+@click.option("--partitions", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--profile", is_flag=True, help="Record py-spy profiles of the workers during the query steps.")
+@registry_option
+@bootstrap_option
+@data_option
+@out_option
+@reports_errors
+def query(
+    rate: float,
+    query_rates: tuple[float, ...],
+    seconds: float,
+    k: int,
+    workers: int,
+    partitions: int,
+    profile: bool,
+    registry: Path | None,
+    bootstrap: str | None,
+    data_dir: Path | None,
+    out_dir: Path | None,
+) -> None:
+    """Query API queries/s and latency of real workers while they process events; bootstrap and freshness."""
+    from stream_app.bench.query import QueryOptions, query_markdown, run_query_bench
+
+    setup = _setup("query", out_dir, data_dir, registry)
+    opts = QueryOptions(
+        rate, query_rates, seconds, k, workers, partitions, profile_dir=setup.out / "profile" if profile else None
+    )
+    report = run_query_bench(setup.settings, opts, setup.registry, bootstrap, setup.work / "runs", setup.data_dir)
+    _publish(setup, "query", report, query_markdown(report))

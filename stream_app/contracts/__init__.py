@@ -18,8 +18,11 @@ from stream_app.contracts.records import (
     InterestVector,
     Item,
     ModelUpdate,
+    QueryError,
     Recommendation,
     ScoredItem,
+    UserInterest,
+    UserRecommendations,
 )
 
 __all__ = [
@@ -32,8 +35,11 @@ __all__ = [
     "InterestVector",
     "Item",
     "ModelUpdate",
+    "QueryError",
     "Recommendation",
     "ScoredItem",
+    "UserInterest",
+    "UserRecommendations",
     "decode_event",
     "decode_item",
     "decode_model_update",

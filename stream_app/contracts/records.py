@@ -25,6 +25,7 @@ EpochMs = Annotated[int, msgspec.Meta(ge=0, le=99_999_999_999_999, description="
 Text = Annotated[str, msgspec.Meta(max_length=32_768)]
 Rating = Annotated[float, msgspec.Meta(ge=0.0, le=5.0)]
 Vector = Annotated[list[float], msgspec.Meta(description="Vector components, rounded to 6 decimals.")]
+Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=128, description="An item attribute to filter on.")]
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -53,6 +54,10 @@ class Item(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     item_id: Id
     text: Text = ""
     ts: EpochMs | None = None
+    # optional attributes (added in the same version: older readers ignore them); the query API
+    # filters on them (``?tag=``, ``?category=``)
+    tags: Annotated[list[Tag], msgspec.Meta(max_length=64)] = []
+    category: Tag | None = None
 
 
 class InterestVector(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -85,6 +90,50 @@ class Recommendation(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     ts: EpochMs
     model_version: str
     items: list[ScoredItem]
+
+
+AgeSeconds = Annotated[float, msgspec.Meta(description="Seconds since the worker applied the state's newest event.")]
+
+
+class UserRecommendations(msgspec.Struct, frozen=True, kw_only=True):
+    """The query API's answer to ``GET /users/{user_id}/recommendations``: the user's top-K ranked now,
+    from the stored state and the worker's current item index. ``cold_start``: trending items, the user
+    has no model state yet (``event_id`` null for a user the worker has never seen)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    user_id: Id
+    event_id: Id | None  # the newest event the state applied
+    ts: EpochMs | None  # its ts
+    model_version: str
+    state_age_s: AgeSeconds | None
+    cold_start: bool
+    items: list[ScoredItem]
+
+
+class UserInterest(msgspec.Struct, frozen=True, kw_only=True):
+    """The query API's answer to ``GET /users/{user_id}/interest``: the fused, long- and short-term
+    interest vectors after the user's newest event, under the serving model."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    user_id: Id
+    event_id: Id
+    ts: EpochMs
+    model_version: str
+    state_age_s: AgeSeconds | None
+    vector: Vector
+    long_term: Vector
+    short_term: Vector
+
+
+class QueryError(msgspec.Struct, frozen=True, kw_only=True):
+    """Any query API answer that is not a 200: what was wrong and what to do."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    status: int
+    error: str
 
 
 class ModelUpdate(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -120,4 +169,7 @@ RECORDS: dict[str, type[msgspec.Struct]] = {
     "recommendation": Recommendation,
     "model_update": ModelUpdate,
     "dead_letter": DeadLetter,
+    "user_recommendations": UserRecommendations,
+    "user_interest": UserInterest,
+    "query_error": QueryError,
 }

@@ -49,7 +49,7 @@ class LiveScore:
     held_back: int
     judged: int  # held-back events after each user's first one
     hits: int
-    judged_new: int  # of those, events on an item the user had not touched live yet
+    judged_new: int  # of those, events on an item the user had not touched yet (history included)
     hits_new: int
     planted_share: float  # recommended items on one of the user's planted topics
     chance_share: float  # the same share for items drawn at random from the topics
@@ -62,7 +62,7 @@ class LiveScore:
         return [
             f"live: {self.recommendations} recommendations for {self.held_back} held-back events",
             f"live HR@{TOP_K}: {rate(self.hits_new, self.judged_new)} on events of items the user had not touched "
-            f"live yet, {rate(self.hits, self.judged)} on all judged events; random {TOP_K / self.n_items:.2f}",
+            f"yet, {rate(self.hits, self.judged)} on all judged events; random {TOP_K / self.n_items:.2f}",
             f"planted-topic share of the recommended items: {self.planted_share:.2f} (chance {self.chance_share:.2f})",
         ]
 
@@ -78,12 +78,21 @@ def latest_by_event(recs: list[dict]) -> dict[str, list[str]]:
     return {rec["event_id"]: [item["item_id"] for item in rec["items"]] for rec in recs}
 
 
-def score(held: list[dict], recs: list[dict], truth: dict) -> LiveScore:
+def touched_items(history: list[dict]) -> dict[str, set[str]]:
+    """user -> the items of its events."""
+    touched: dict[str, set[str]] = defaultdict(set)
+    for event in history:
+        touched[event["user_id"]].add(event["item_id"])
+    return touched
+
+
+def score(held: list[dict], recs: list[dict], truth: dict, history: list[dict] = ()) -> LiveScore:
     """HR@10 of each held-back event against the recommendation that followed the user's previous
-    one, and the share of recommended items on the user's planted topics."""
+    one, and the share of recommended items on the user's planted topics. Items the user touched in
+    ``history`` (the worker's bootstrapped states know them) count as touched."""
     by_event = latest_by_event(recs)
     last: dict[str, str] = {}  # user -> previous held-back event id
-    touched: dict[str, set[str]] = defaultdict(set)
+    touched = touched_items(history)
     judged = hits = judged_new = hits_new = 0
     for event in held:
         user, item = event["user_id"], event["item_id"]
@@ -142,3 +151,27 @@ def describe_users(held: list[dict], recs: list[dict], truth: dict, n_users: int
             "  top-10 after it: " + ", ".join(f"{topic} x{n}" for topic, n in topics.most_common()),
         ]
     return lines
+
+
+def warm_start_lines(first: dict[str, dict], answers: dict, cold, history: list[dict]) -> list[str]:
+    """HR@10 of each user's first live event against what the worker answered before it (``answers``:
+    user -> ``UserRecommendations``): the user's own top 10 from its bootstrapped state, beside the
+    cold-start list (``cold``) a worker without the history would answer everyone. Judged on first
+    events of items new to the user: the state's answer leaves out the items of the user's history."""
+    touched = touched_items(history)
+    new = {user: event for user, event in first.items() if event["item_id"] not in touched[user]}
+    n = len(new)
+    warm = sum(new[user]["item_id"] in {i.item_id for i in answers[user].items} for user in new)
+    cold_items = {i.item_id for i in cold.items}
+    trending = sum(event["item_id"] in cold_items for event in new.values())
+    warm_users = sum(not answer.cold_start for answer in answers.values())
+
+    def rate(hits: int) -> str:
+        return f"{hits / n:.2f} ({hits} of {n})" if n else "n/a (none judged)"
+
+    return [
+        f"warm start: {warm_users} of {len(first)} users answered from their bootstrapped state before any live event",
+        f"first live event of each user on an item new to it, HR@{TOP_K} against the answer before it: {rate(warm)} "
+        f"from the bootstrapped states, {rate(trending)} from the cold-start list (what a worker without the "
+        "history answers)",
+    ]

@@ -2,10 +2,12 @@
 
 A local Tansu broker runs for the length of the demo; every other step runs the real `istream`
 command a user would type, printed before it runs. The synthetic stream is split in time: a model
-is trained on each user's history, exported, published and promoted; then a real worker serves
-it while the held-back newest events are replayed live, and its recommendations are judged
-against the generator's planted truth. Steps are plain functions of one ``DemoRun`` and run in
-the order of ``STEPS``.
+is trained on each user's history, exported, published and promoted; every user's state is
+bootstrapped from that history; then a real worker serves it, is asked over its query API what it
+recommends before any live event (the bootstrapped state beside the cold-start list a worker
+without the history answers), and the held-back newest events are replayed live, its
+recommendations judged against the generator's planted truth. Steps are plain functions of one
+``DemoRun`` and run in the order of ``STEPS``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,15 @@ from pathlib import Path
 
 from stream_app.broker import LOG_FILE, free_port, port_is_free, start_broker
 from stream_app.cli.common import run_istream
-from stream_app.cli.worker_process import WorkerProcess
-from stream_app.demo.live import describe_users, read_jsonl, score, split_held_back, write_jsonl
+from stream_app.cli.worker_process import READY_LINE, WorkerProcess
+from stream_app.demo.live import (
+    describe_users,
+    read_jsonl,
+    score,
+    split_held_back,
+    warm_start_lines,
+    write_jsonl,
+)
 from stream_app.demo.readme import SUMMARY_FILE
 from stream_app.exceptions import InterestStreamError
 from stream_app.settings import Settings
@@ -36,13 +45,14 @@ WORKER_READY_S = 120.0
 WORKER_STOP_S = 30.0
 RECOMMENDATIONS_IDLE_S = 60  # `istream tail --timeout`: seconds without a new recommendation
 # The worker's settings for the demo: Tansu makes a group join wait about half the session
-# timeout; every live user is new to this worker, so the model scores from the first event on
-# (instead of trending items); one ONNX thread per operator leaves a core for everything else.
+# timeout; one ONNX thread per operator leaves a core for everything else; the query API answers
+# on the loopback address (other workers would forward there).
 WORKER_ENV = {
     "ISTREAM_SESSION_TIMEOUT_MS": "3000",
-    "ISTREAM_COLD_START_EVENTS": "0",
     "ISTREAM_ORT_INTRA_OP_THREADS": "1",
+    "ISTREAM_WORKER_WEB_HOST": "127.0.0.1",
 }
+NEWCOMER = "demo-newcomer"  # a user the stream never saw: the query API answers the cold-start list
 
 
 class DemoError(InterestStreamError):
@@ -65,6 +75,7 @@ class DemoRun:
     registry: Path = field(init=False)
     worker_state: Path = field(init=False)
     held: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
     recommendations: list[dict] = field(default_factory=list)
     worker: WorkerProcess | None = None
 
@@ -119,7 +130,8 @@ def generate_sample(run: DemoRun) -> None:
 
 def hold_back(run: DemoRun) -> None:
     """Split in time: each user's newest events are held back for the live replay."""
-    history, run.held = split_held_back(read_jsonl(run.events_file), run.args.held_back)
+    run.history, run.held = split_held_back(read_jsonl(run.events_file), run.args.held_back)
+    history = run.history
     write_jsonl(run.history_file, history)
     write_jsonl(run.live_file, run.held)
     users = len({e["user_id"] for e in run.held})
@@ -152,19 +164,46 @@ def publish_model(run: DemoRun) -> None:
     print(run.istream("models", "promote", version, "--registry", run.registry).rstrip())
 
 
+def bootstrap_history(run: DemoRun) -> None:
+    """Bootstrap every user's state from the history (no outputs), where the worker will restore it."""
+    out = run.istream("bootstrap", "--events", run.history_file, "--registry", run.registry, timeout=TRAIN_TIMEOUT_S)
+    print(out.rstrip())
+
+
 def start_worker(run: DemoRun) -> None:
-    """Start the worker in the background; it serves the CURRENT model."""
+    """Start the worker in the background; it serves the CURRENT model and the bootstrapped states."""
     log = run.run_dir / "worker.log"
+    port = free_port()
     shown = " ".join(f"{k}={v}" for k, v in WORKER_ENV.items())
     print(
-        f"$ {shown} istream worker --registry {run.registry} --data-dir {run.worker_state} --web-port 0 &"
+        f"$ {shown} istream worker --registry {run.registry} --data-dir {run.worker_state} --web-port {port} &"
         f"    # log: {log}",
         flush=True,
     )
     env = {**WORKER_ENV, "XDG_CACHE_HOME": run.env["XDG_CACHE_HOME"]}
-    run.worker = WorkerProcess(run.settings, run.registry, run.worker_state, log, env=env)
-    run.worker.wait_for("serving model:", WORKER_READY_S)
+    run.worker = WorkerProcess(run.settings, run.registry, run.worker_state, log, env=env, web_port=port)
+    run.worker.wait_for(READY_LINE, WORKER_READY_S)
     print(next(line for line in run.worker.output().splitlines() if "serving model:" in line).strip())
+
+
+def ask_before_live(run: DemoRun) -> None:
+    """Ask the worker's query API for each user's top 10 before any live event: warm from the bootstrap."""
+    from stream_app.client import RecommendationClient
+
+    url = f"http://127.0.0.1:{run.live_worker().web_port}"
+    print(f"$ curl {url}/users/<user_id>/recommendations?k=10    # RecommendationClient(url).get(user_id, k=10)")
+    first: dict[str, dict] = {}
+    for event in run.held:
+        first.setdefault(event["user_id"], event)
+    with RecommendationClient(url, retry_s=WORKER_READY_S) as client:
+        answers = {user: client.get(user, k=10) for user in first}
+        cold = client.get(NEWCOMER, k=10)
+    shown = next(iter(answers.values()))
+    print(f"{shown.user_id}: event_id={shown.event_id} model={shown.model_version} cold_start={shown.cold_start} "
+          f"state_age_s={shown.state_age_s:.1f} top 3: {[i.item_id for i in shown.items[:3]]}")  # fmt: skip
+    print(f"{NEWCOMER} (never seen): cold_start={cold.cold_start}, {len(cold.items)} items from the trending list")
+    for line in warm_start_lines(first, answers, cold, run.history):
+        print(line)
 
 
 def produce_live(run: DemoRun) -> None:
@@ -198,7 +237,7 @@ def compare_with_truth(run: DemoRun) -> None:
     truth = json.loads(run.truth_file.read_text())
     for line in describe_users(run.held, run.recommendations, truth, SHOWN_USERS):
         print(line)
-    figures = score(run.held, run.recommendations, truth).lines()
+    figures = score(run.held, run.recommendations, truth, run.history).lines()
     for line in figures:
         print(line)
     # README's example is written from this file (python -m stream_app.demo.readme), never by hand
@@ -221,7 +260,9 @@ STEPS: list[Callable[[DemoRun], None]] = [
     train_model,
     export_model,
     publish_model,
+    bootstrap_history,
     start_worker,
+    ask_before_live,
     produce_live,
     read_recommendations,
     compare_with_truth,

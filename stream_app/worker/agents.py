@@ -11,7 +11,7 @@ import faust
 
 from stream_app.exceptions import EXIT_WORKER_FAILED
 from stream_app.settings import Settings
-from stream_app.worker.engine import WorkerEngine
+from stream_app.worker.engine import TRENDING_PERSIST_S, WorkerEngine, sweep_interval_s
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +22,12 @@ def _exit(message: str) -> None:
     os._exit(EXIT_WORKER_FAILED)
 
 
-def define_agents(app: faust.App, settings: Settings, events: faust.TopicT, table: faust.Table) -> WorkerEngine:
+def define_agents(
+    app: faust.App, settings: Settings, events: faust.TopicT, states: faust.Table, trending: faust.Table
+) -> WorkerEngine:
     engine = WorkerEngine(settings, partitions=app.conf.topic_partitions)
+    engine.attach(states, trending)
+    events_topic = events.get_topic_name()
 
     engine.on_write_failure = lambda: _exit("writing a batch failed; exiting without committing it")
 
@@ -39,7 +43,7 @@ def define_agents(app: faust.App, settings: Settings, events: faust.TopicT, tabl
             # noack: the engine acks a batch's events once its outputs and states are written
             async for batch in stream.noack_take(settings.worker_batch_size, within=settings.worker_batch_ms / 1000):
                 try:
-                    await engine.handle(batch, table, stream.ack)
+                    await engine.handle(batch, stream.ack)
                 except Exception:
                     # only a fault of the worker's environment gets here (isolation.ENVIRONMENT_FAULTS, a
                     # write Kafka or the store did not acknowledge); a record's own failure is dead-lettered.
@@ -50,11 +54,48 @@ def define_agents(app: faust.App, settings: Settings, events: faust.TopicT, tabl
         finally:
             with contextlib.suppress(asyncio.CancelledError):
                 await engine.settle()  # the last batch's writes, before the producers close
+                if engine.started:
+                    try:
+                        await engine.persist_trending()  # a restarted worker goes on from these counts
+                    except Exception as exc:
+                        log.warning("trending counts not stored at stop (the last %.0f s are lost): %r",
+                                    TRENDING_PERSIST_S, exc)  # fmt: skip
             engine.stop()
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set, **kwargs) -> None:
+        if engine.started and engine.ready:
+            try:
+                await engine.persist_trending()  # the partitions' next owner starts from these counts
+            except Exception as exc:
+                log.warning("trending counts not stored at a rebalance: %r", exc)
         engine.revoked(revoked)
+
+    @app.on_partitions_assigned.connect
+    async def note_assigned(app: faust.App, assigned: set, **kwargs) -> None:
+        engine.assigned({tp.partition for tp in assigned if tp.topic == events_topic})
+
+    @states.on_recover
+    async def answer_queries() -> None:
+        engine.recovered()
+
+    @app.timer(TRENDING_PERSIST_S)
+    async def store_trending() -> None:
+        if engine.started and engine.ready:
+            try:
+                await engine.persist_trending()
+            except Exception:  # the changelog or the store failed: as a batch's writes would
+                _exit("storing the trending counts failed")
+
+    if settings.state_ttl_s:
+
+        @app.timer(sweep_interval_s(settings.state_ttl_s))
+        async def expire_inactive_users() -> None:
+            if engine.started:
+                try:
+                    await engine.expire_inactive()
+                except Exception:
+                    _exit("deleting expired user states failed")
 
     @app.timer(settings.model_poll_s)
     async def refresh_model_and_catalog() -> None:

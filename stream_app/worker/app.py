@@ -142,6 +142,7 @@ def worker_app(settings: Settings, app_id: str) -> WorkerApp:
         table_standby_replicas=0,
         web_enabled=settings.worker_web_port > 0,
         web_port=settings.worker_web_port or 6066,
+        **({"web_host": settings.worker_web_host} if settings.worker_web_host else {}),
         autodiscover=False,
     )
 
@@ -152,13 +153,23 @@ def events_topic(app: faust.App, settings: Settings) -> faust.TopicT:
     )
 
 
+def app_id(settings: Settings) -> str:
+    """The worker's Faust app id: its consumer group and the prefix of its tables' changelog topics."""
+    return settings.worker_app_id or f"{settings.topic_prefix}-worker"
+
+
 def create_app(settings: Settings) -> faust.App:
     from stream_app.worker.agents import define_agents
-    from stream_app.worker.tables import user_to_state
+    from stream_app.worker.tables import partition_to_trending, user_to_state
+    from stream_app.worker.web import define_web
 
-    app = worker_app(settings, settings.worker_app_id or f"{settings.topic_prefix}-worker")
-    engine = define_agents(app, settings, events_topic(app, settings), user_to_state(app, app.conf.topic_partitions))
+    app = worker_app(settings, app_id(settings))
+    partitions = app.conf.topic_partitions
+    states, trending = user_to_state(app, partitions), partition_to_trending(app, partitions)
+    engine = define_agents(app, settings, events_topic(app, settings), states, trending)
     engine.load_model()
+    if settings.worker_web_port:
+        define_web(app, engine, settings)
     return app
 
 

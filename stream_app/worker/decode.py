@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
-from stream_app.contracts import ContractError, DeadLetter, Event, decode_event, decode_item
+from stream_app.contracts import ContractError, DeadLetter, Event, Item, decode_event, decode_item
 
 FORGET = "forget"
 RAW_LIMIT = 65_536
@@ -108,8 +108,8 @@ def group_by_user(incoming: list[Incoming]) -> dict[str, list[Incoming]]:
     return groups
 
 
-def decode_catalog_record(record: RawRecord) -> tuple[str, str | None]:
-    """An items-topic record as ``(item_id, text)`` (text None: a tombstone), or ``ContractError``. The key
+def decode_catalog_record(record: RawRecord) -> tuple[str, Item | None]:
+    """An items-topic record as ``(item_id, item)`` (item None: a tombstone), or ``ContractError``. The key
     must be the item id: the topic is compacted by key, so any other key would keep stale items alive."""
     try:
         key = record.key.decode("utf-8") if record.key else None
@@ -122,4 +122,4 @@ def decode_catalog_record(record: RawRecord) -> tuple[str, str | None]:
     item = decode_item(record.value)
     if item.item_id != key:
         raise ContractError("key", f"record key {key!r} is not the item's item_id {item.item_id!r}")
-    return key, item.text
+    return key, item

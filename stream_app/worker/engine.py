@@ -8,6 +8,12 @@ commit them. The writes of one batch run while the next is computed (``handle`` 
 are under way; the next ``handle`` waits for them before it sends anything): they were a third of
 a batch's time, spent waiting on the broker. The next batch reads the states it needs from the
 state cache, which holds the ones still being written.
+
+Beside the batches, on timers: each owned partition's trending counts are stored in their own table
+(so a restarted worker, or the next owner of the partition, starts from them), and with a TTL the
+states of users without events for that long are deleted (a tombstone through the changelog). The
+query API reads states (``state_for_query``: the cache first, then the local store) between batches;
+it never writes. Everything that writes the changelog holds one lock, so their records keep order.
 """
 
 from __future__ import annotations
@@ -39,11 +45,19 @@ from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.offsets import OffsetTracker
 from stream_app.worker.outputs import ChangelogProducer, OutputProducer
 from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving, dead_letter_output, process_batch
-from stream_app.worker.state_cache import StateCache
-from stream_app.worker.tables import BatchStates
+from stream_app.worker.state_cache import NOT_CACHED, StateCache
+from stream_app.worker.state_codec import NO_TS, StateCodecError, UserState, active_at, decode_state
+from stream_app.worker.tables import TRENDING_KEY, BatchStates, local_store, write_through
 from stream_app.worker.trending import Trending
 
 log = logging.getLogger(__name__)
+TRENDING_PERSIST_S = 5.0  # how often the trending counts are stored (a kill -9 loses at most these seconds)
+SWEEP_KEYS = 5_000  # states an expiry sweep reads per partition and tick
+
+
+def sweep_interval_s(ttl_s: float) -> float:
+    """Seconds between expiry sweeps: a tenth of the TTL, within 1 s and 1 min."""
+    return min(60.0, max(1.0, ttl_s / 10))
 
 
 def pipeline_config(settings: Settings, partitions: int = 0) -> PipelineConfig:
@@ -91,11 +105,12 @@ def apply_catalog_records(
     rejected: list[Rejected] = []
     for record in records:
         try:
-            item_id, text = decode_catalog_record(record)
+            item_id, item = decode_catalog_record(record)
         except ContractError as exc:
             rejected.append(dead_letter(record, exc.reason, str(exc)))
             continue
-        catalog.apply(item_id, text)
+        text = None if item is None else item.text
+        catalog.apply(item_id, text, *((item.tags, item.category) if item is not None else ()))
         source[item_id] = record
         if text is None:
             upserts.pop(item_id, None)
@@ -142,6 +157,17 @@ class WorkerEngine:
         self.state_cache = StateCache(settings.worker_state_cache_users)
         self._writing: asyncio.Future | None = None
         self.on_write_failure: Callable[[], None] = lambda: None  # called inside the except block
+        self._states: faust.Table | None = None
+        self._trending_table: faust.Table | None = None
+        self._lock = asyncio.Lock()  # changelog writers: batches, trending snapshots, expiry
+        self.owned: set[int] = set()  # events-topic partitions assigned to this worker
+        self.ready = False  # the owned partitions' tables are restored (Faust's recovery is done)
+        self._trending_loaded: set[int] = set()
+        self._sweep_from: dict[int, bytes] = {}  # partition -> the key the next expiry sweep starts at
+
+    def attach(self, states: faust.Table, trending: faust.Table) -> None:
+        """The worker's tables (``tables.user_to_state``, ``tables.partition_to_trending``)."""
+        self._states, self._trending_table = states, trending
 
     def load_model(self) -> None:
         """Load and verify the registry's CURRENT model (blocking); ``start`` does it when not done yet."""
@@ -193,8 +219,103 @@ class WorkerEngine:
 
     def revoked(self, partitions: set[Any]) -> None:
         """Partitions (``TP``s) taken from this worker: another may move their users on meanwhile."""
+        self.ready = False
         self.offsets.forget(partitions)
         self.state_cache.drop_partitions(tp.partition for tp in partitions)
+
+    def assigned(self, partitions: set[int]) -> None:
+        """The events-topic partitions of a new assignment (all of them); their tables are restored next.
+        Trending counts of partitions kept stay; those of partitions gone are dropped."""
+        self.ready = False
+        self.owned = set(partitions)
+        self.trending.drop(self.trending.partitions - self.owned)
+        self._trending_loaded &= self.owned
+        self._sweep_from = {p: key for p, key in self._sweep_from.items() if p in self.owned}
+
+    def recovered(self) -> None:
+        """The owned partitions' tables are restored: load the trending counts of partitions new to this
+        worker, and answer queries."""
+        for partition in sorted(self.owned - self._trending_loaded):
+            raw = local_store(self._trending_table, partition).get(TRENDING_KEY)
+            if raw is not None:
+                try:
+                    items = self.trending.load(partition, raw)
+                except ValueError as exc:
+                    log.error("partition %d: trending counts not restored, starting them afresh: %s", partition, exc)
+                else:
+                    log.info("partition %d: trending counts of %d items restored", partition, items)
+            self._trending_loaded.add(partition)
+        self.ready = True
+
+    def state_for_query(self, user_id: str, partition: int) -> UserState | None:
+        """The user's state as the next batch would read it (the cache, else the local store); None when
+        it has none, or an unreadable one (which its next event replaces)."""
+        cached = self.state_cache.peek(user_id)
+        if cached is not NOT_CACHED:
+            return cached
+        raw = local_store(self._states, partition).get(user_id.encode())
+        if raw is None:
+            return None
+        try:
+            return decode_state(raw)
+        except StateCodecError as exc:
+            log.error("user %r: unreadable state, answered as a new user: %s", user_id, exc)
+            return None
+
+    async def persist_trending(self) -> None:
+        """Store the trending counts of every owned partition counted since they were last stored."""
+        async with self._lock:
+            await self.settle()
+            changed = sorted(self.trending.changed & self.owned & self._trending_loaded)
+            if not changed:
+                return
+            records = [(p, TRENDING_KEY, self.trending.snapshot(p)) for p in changed]
+            self.trending.changed.difference_update(changed)
+            await write_through(self._trending_table, self._changelog, records)
+
+    async def expire_inactive(self, now_ms: int | None = None) -> int:
+        """Delete (a tombstone through the changelog) the states whose last event was applied more than
+        ``state_ttl_s`` ago; reads at most ``SWEEP_KEYS`` states of each owned partition, going on where
+        the last sweep stopped. Returns how many expired."""
+        ttl_ms = int(self.settings.state_ttl_s * 1000)
+        if not ttl_ms or not self.ready:
+            return 0
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        async with self._lock:
+            await self.settle()  # nothing held: the stores have every written state
+            records: list[tuple[int, bytes, bytes | None]] = []
+            for partition in sorted(self.owned):
+                records += self._expired_in(partition, now_ms - ttl_ms)
+            if records:
+                self.state_cache.discard(key.decode() for _, key, _ in records)
+                await write_through(self._states, self._changelog, records)
+                self.metrics.states_expired.inc(len(records))
+                log.info("expired %d user states inactive for over %.0f s", len(records), self.settings.state_ttl_s)
+        return len(records)
+
+    def _expired_in(self, partition: int, before_ms: int) -> list[tuple[int, bytes, bytes | None]]:
+        it = local_store(self._states, partition).iter()
+        start = self._sweep_from.pop(partition, None)
+        if start is None:
+            it.seek_to_first()
+        else:
+            it.seek(start)
+        expired: list[tuple[int, bytes, bytes | None]] = []
+        for _ in range(SWEEP_KEYS):
+            if not it.valid():
+                return expired  # the next sweep starts over
+            key = it.key()
+            if not key.startswith(b"__faust"):  # Faust's offset record
+                try:
+                    at = active_at(it.value())
+                except StateCodecError:
+                    at = NO_TS
+                if NO_TS < at < before_ms:
+                    expired.append((partition, key, None))
+            it.next()
+        if it.valid():
+            self._sweep_from[partition] = it.key()
+        return expired
 
     def _serve(self, runtime: Any) -> None:
         self.serving = Serving(runtime, ItemIndex.for_model(runtime, self.catalog))
@@ -235,13 +356,15 @@ class WorkerEngine:
                 self.dead_letter_log.add({r.letter.reason: 1})
             self._producer.send_outputs([dead_letter_output(r) for r in rejected])
 
-    async def handle(
-        self, events: list[faust.types.EventT], table: faust.Table, ack: Callable[[Any], Awaitable[Any]]
-    ) -> BatchResult:
+    async def handle(self, events: list[faust.types.EventT], ack: Callable[[Any], Awaitable[Any]]) -> BatchResult:
         """Compute a batch, then start its writes; ``ack`` acks one event once they are done. A failed
         write calls ``on_write_failure`` (the agent exits: nothing of that batch is committed)."""
+        async with self._lock:
+            return await self._handle(events, ack)
+
+    async def _handle(self, events: list[faust.types.EventT], ack: Callable[[Any], Awaitable[Any]]) -> BatchResult:
         self.between_batches()
-        states = BatchStates(table, events)
+        states = BatchStates(self._states)
         records = [
             RawRecord(m.topic, m.partition, m.offset, m.key, m.value, int(m.timestamp * 1000))
             for m in (e.message for e in events)

@@ -5,7 +5,12 @@
 1. **Redelivery** (``DUPLICATE``): the record's offset is at or below the newest applied record's
    (``last_offset``; a user's records all live in one partition, whose offsets only grow). A crash or
    a rebalance replays records after the last commit: they are dropped whatever their ts or how many
-   share one millisecond, and nothing cascades.
+   share one millisecond, and nothing cascades. Events of a history file (``istream bootstrap``) have
+   no offset (-1): they leave ``last_offset`` as it was and mark ``history_ts`` instead, the newest ts
+   of the user's history.
+   **History** (``DUPLICATE``): a record with an offset stamped at or before ``history_ts``: the
+   bootstrapped history already holds the user's events up to then, so this is one of them streamed
+   (again) after the bootstrap, whatever the id memory still holds.
 2. **Known event id** (``DUPLICATE``): the id is one the user's id memory holds (below): a producer
    that sent an event twice (a retry without idempotence, a replayed file, a forwarded misrouted
    record sent again), whatever the copy's ts.
@@ -78,10 +83,12 @@ def decide(
         if event is not None and event.type != "forget" and event.ts > now_ms + policy.future_skew_ms:
             return _future(event, now_ms, policy)
         return Verdict.APPLY
-    if offset <= state.last_offset:
+    if 0 <= offset <= state.last_offset:
         return Verdict.DUPLICATE
     if event is None:
         return Verdict.APPLY
+    if offset >= 0 and event.ts <= state.history_ts:
+        return Verdict.DUPLICATE
     if id_hash(event.event_id) in state.id_hashes:
         return Verdict.DUPLICATE
     if event.type == "forget":
@@ -116,10 +123,14 @@ def _future(event: Event, now_ms: int, policy: EventTimePolicy) -> Reject:
 
 
 def remember(state: UserState, event: Event, offset: int, policy: EventTimePolicy) -> float:
-    """Mark ``event`` (at ``offset``) applied to ``state``; returns the gap in seconds to step it with."""
+    """Mark ``event`` (at ``offset``; -1: from a history file) applied to ``state``; returns the gap in
+    seconds to step it with."""
     gap = 0.0 if state.last_ts == NO_TS else max(0, event.ts - state.last_ts) / 1000.0
     state.last_ts = max(state.last_ts, event.ts)
-    state.last_offset = max(state.last_offset, offset)
+    if offset < 0:
+        state.history_ts = max(state.history_ts, event.ts)
+    else:
+        state.last_offset = max(state.last_offset, offset)
     state.id_hashes.append(id_hash(event.event_id))
     state.id_ts.append(event.ts)
     kept, horizon = len(state.id_ts), state.last_ts - policy.id_horizon_ms
@@ -140,6 +151,7 @@ def forget(state: UserState | None, event: Event | None, offset: int, record_ts:
         at = max(at, state.last_ts, state.forgotten_at)
         offset = max(offset, state.last_offset)
     marker = UserState("", UserState.empty("", 0).state, last_offset=offset, forgotten_at=at)
+    marker.history_ts = NO_TS if state is None else state.history_ts
     if event is not None:  # a copy of this request, sent again later, must not erase the user again
         marker.id_hashes.append(id_hash(event.event_id))
         marker.id_ts.append(event.ts)

@@ -54,6 +54,21 @@ class WorkerMetrics:
         self.swaps = Counter("istream_model_swaps", "Model versions swapped in.", registry=r)
         self.swap_refusals = Counter("istream_model_refusals", "Model versions refused.", ["reason"], registry=r)
         self.catalog_items = Gauge("istream_catalog_items", "Recommendable items in the index.", registry=r)
+        self.states_expired = Counter(
+            "istream_states_expired", "User states deleted after ISTREAM_STATE_TTL_S without events.", registry=r
+        )
+        self.queries = Counter(
+            "istream_queries",
+            "Query API requests, by endpoint and outcome (answered, forwarded, or the error status).",
+            ["endpoint", "outcome"],
+            registry=r,
+        )
+        self.query_seconds = Histogram(
+            "istream_query_seconds",
+            "Time to answer a query from this worker's state (forwarded ones excluded).",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+            registry=r,
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -14,8 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from itertools import chain
+from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from typing import Protocol
 
@@ -23,10 +22,10 @@ import numpy as np
 
 from stream_app import topics
 from stream_app.contracts import EVENT_TYPES, Event, Recommendation, ScoredItem, encode, encode_interest_vectors
-from stream_app.contracts.float_json import DECIMALS
 from stream_app.worker.decode import Incoming, RawRecord, Rejected, dead_letter, decode_records, group_by_user
 from stream_app.worker.event_time import EventTimePolicy, Reject, Verdict, decide, forget, remember
 from stream_app.worker.item_index import ItemEmbedder, ItemIndex
+from stream_app.worker.ranking import cold, recommend
 from stream_app.worker.routing import partition_of, split_misrouted
 from stream_app.worker.state_cache import NOT_CACHED, StateCache
 from stream_app.worker.state_codec import (
@@ -82,6 +81,7 @@ class PipelineConfig:
     event_time: EventTimePolicy = field(default_factory=EventTimePolicy)
     partitions: int = 0  # of the events topic: records off their user's partition are misrouted (0: no check)
     misrouted: str = "forward"  # or "deadletter"
+    emit: bool = True  # False: states only, no outputs, no ranking, no trending (a bootstrap from history)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +139,7 @@ class ItemRows:
         return ItemRows(self.token, list(self.seen), list(self.window))
 
 
-def _item_rows(state: UserState, index: ItemIndex) -> ItemRows:
+def item_rows(state: UserState, index: ItemIndex) -> ItemRows:
     """The state's ``ItemRows`` for ``index``, looked up only when the state has none for it yet."""
     rows = state.item_rows
     if not isinstance(rows, ItemRows) or rows.token is not index.token:
@@ -252,11 +252,16 @@ def _plan(
         if state is None or state.is_marker:
             fresh = UserState.empty(serving.version, serving.runtime.state_dim)
             if state is not None:  # a forgotten user comes back: the marker's marks stay
-                fresh.last_offset, fresh.forgotten_at = state.last_offset, state.forgotten_at
+                fresh.last_offset, fresh.forgotten_at, fresh.history_ts = (
+                    state.last_offset,
+                    state.forgotten_at,
+                    state.history_ts,
+                )
                 fresh.id_floor_ts, fresh.id_hashes, fresh.id_ts = state.id_floor_ts, state.id_hashes, state.id_ts
             state = fresh
         gap = remember(state, event, offset, policy)
         state.applied += 1
+        state.active_at = now_ms
         user.actions.append(_Step(state, None, event, event.text or None, gap, state.applied))
         result.counts["applied"] += 1
     user.state = state
@@ -318,17 +323,22 @@ def _run_waves(users: list[_User], serving: Serving, config: PipelineConfig, emb
             np.array(gaps, dtype=np.float32),
         )
         new_state = np.asarray(out.new_state, dtype=np.float32)
+        vectors = np.stack([out.interest, out.long_term, out.short_term], axis=1).astype(np.float32, copy=False)
         for i, (user, s), row in zip(range(n), wave, rows.tolist(), strict=True):
             s.owner.state = new_state[i].copy()
+            s.owner.vectors = vectors[i].copy()
             if s.event is None:
                 continue
             emb = as_stored(comment[i]) if has_text[i] else None
             recent = RecentEvent(s.event.event_id, items[i], types[i], ratings[i], gaps[i], emb)
-            item_rows = _item_rows(s.owner, index)
+            owner_rows = item_rows(s.owner, index)
+            if not config.emit:  # states only: nothing reads the lists as they were after this event
+                _remember(s.owner, owner_rows, recent, row, config)
+                continue
             earlier = unfrozen.get(id(s.owner))
             if earlier is not None:
                 earlier.freeze()  # _remember is about to change the lists it reads
-            _remember(s.owner, item_rows, recent, row, config)
+            _remember(s.owner, owner_rows, recent, row, config)
             e = _Emitted(
                 user.user_id,
                 s.event,
@@ -342,6 +352,22 @@ def _run_waves(users: list[_User], serving: Serving, config: PipelineConfig, emb
             user.outputs.append(e)
             emitted.append(e)
     return emitted
+
+
+def current_vectors(state: UserState, serving: Serving, config: PipelineConfig) -> np.ndarray | None:
+    """The state's [3, D] vectors (interest, long-, short-term) under the serving model, without changing
+    ``state``: its stored ones when the serving model stepped them, else its window replayed on the
+    serving model from a zero state (what its next event's rebuild starts from; a state of another
+    model, or of a codec that kept no vectors). None when there is nothing to replay."""
+    if state.model_version == serving.version and state.vectors is not None:
+        return state.vectors
+    if not state.window:
+        return None
+    zeros = np.zeros(serving.runtime.state_dim, dtype=np.float32)
+    replay = replace(state, model_version=serving.version, state=zeros, vectors=None, item_rows=None)
+    user = _User(state.model_version, -1, replay, [_Step(replay, recent) for recent in state.window])
+    _run_waves([user], serving, config, np.zeros((0, serving.runtime.text_dim), dtype=np.float32))
+    return replay.vectors
 
 
 def _remember(state: UserState, rows: ItemRows, recent: RecentEvent, row: int, config: PipelineConfig) -> None:
@@ -370,45 +396,19 @@ def _rank(
     ranked: dict[int, list[ScoredItem]] = {}
     if warm:
         item_rows = [e.item_rows() for e in warm]
-        rows, scores = index.top_k(np.stack([e.interest for e in warm]), [r.seen for r in item_rows], config.top_k)
-        because = _because([e.window_events() for e in warm], [r.window for r in item_rows], rows, index)
-        ids = index.ids
-        rounded = scores.astype(np.float64).round(DECIMALS).tolist()
-        for e, top_rows, top_scores, reasons in zip(warm, rows.tolist(), rounded, because, strict=True):
-            ranked[id(e)] = [
-                ScoredItem(item_id=ids[row], score=score, because=reason)
-                for row, score, reason in zip(top_rows, top_scores, reasons, strict=True)
-                if row >= 0
-            ]
+        lists = recommend(
+            index,
+            np.stack([e.interest for e in warm]),
+            [r.seen for r in item_rows],
+            [e.window_events() for e in warm],
+            [r.window for r in item_rows],
+            config.top_k,
+        )
+        ranked.update(zip(map(id, warm), lists, strict=True))
     for e in emitted:
         if e.cold:
-            ranked[id(e)] = [
-                ScoredItem(item_id=item, score=score)
-                for item, score in trending.top(config.top_k, e.seen_items(), index.is_alive)
-            ]
+            ranked[id(e)] = cold(trending, index, config.top_k, e.item_rows().seen)
     return ranked
-
-
-def _because(
-    windows: list[list[RecentEvent]], window_item_rows: list[list[int]], rows: np.ndarray, index: ItemIndex
-) -> list[list[str | None]]:
-    """For each recommended item, the event of its query's recent window whose item vector is most
-    similar to it (None where the window holds no known item), for all queries in one product."""
-    lengths = np.fromiter(map(len, windows), dtype=np.int64, count=len(windows))
-    depth = max(int(lengths.max(initial=0)), 1)
-    window_rows = np.full((len(windows), depth), -1, dtype=np.int64)
-    window_rows[np.arange(depth) < lengths[:, None]] = np.fromiter(
-        chain.from_iterable(window_item_rows), dtype=np.int64, count=int(lengths.sum())
-    )
-    matrix = index.matrix
-    support = np.matmul(matrix[window_rows.clip(0)], matrix[rows.clip(0)].transpose(0, 2, 1))  # [Q, W, K]
-    support[window_rows < 0] = -np.inf
-    best = support.argmax(axis=1)  # [Q, K]
-    known = (window_rows >= 0).any(axis=1)
-    return [
-        [window[j].event_id for j in picks] if has_known else [None] * len(picks)
-        for window, picks, has_known in zip(windows, best.tolist(), known.tolist(), strict=True)
-    ]
 
 
 def process_batch(
@@ -457,12 +457,17 @@ def process_batch(
     t4 = clock()
     emitted = _run_waves(users, serving, config, embs)
     t5 = clock()
-    new = [e.event for e in emitted]
-    trending.add([ev.item_id for ev in new], [ev.ts for ev in new])
-    recommendations = _rank(emitted, serving, trending, config)
+    if config.emit:
+        home = {user.user_id: user.partition for user in users}
+        events = [e.event for e in emitted]
+        trending.add([ev.item_id for ev in events], [ev.ts for ev in events], [home[ev.user_id] for ev in events])
+        recommendations = _rank(emitted, serving, trending, config)
     t6 = clock()
-    _serialize(users, emitted, recommendations, serving.version, result)
-    result.outputs.extend(dead_letter_output(r) for r in rejected)
+    if config.emit:
+        _serialize(users, emitted, recommendations, serving.version, result)
+        result.outputs.extend(dead_letter_output(r) for r in rejected)
+    else:
+        _states_only(users, result)
     result.counts["late"] = result.dead_letter_reasons["late"]
     result.counts["emitted"] = len(emitted)
     result.timings = {
@@ -505,4 +510,11 @@ def _serialize(
         if user.dirty:
             value = encode_state(user.state)
             result.writes.append(StateWrite(user.user_id, user.partition, value))
+        result.states.append((user.user_id, user.partition, user.state))
+
+
+def _states_only(users: list[_User], result: BatchResult) -> None:
+    for user in users:
+        if user.dirty:
+            result.writes.append(StateWrite(user.user_id, user.partition, encode_state(user.state)))
         result.states.append((user.user_id, user.partition, user.state))

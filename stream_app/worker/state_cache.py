@@ -39,6 +39,11 @@ class StateCache:
         entry = self._held.pop(user_id, None) or self._written.pop(user_id, None)
         return NOT_CACHED if entry is None else entry[1]
 
+    def peek(self, user_id: str) -> UserState | object | None:
+        """``take`` without taking: the state stays cached (the query API reads, never owns)."""
+        entry = self._held.get(user_id) or self._written.get(user_id)
+        return NOT_CACHED if entry is None else entry[1]
+
     def hold(self, states: Iterable[tuple[str, int, UserState | None]]) -> None:
         """A computed batch's ``(user_id, partition, state)`` (None: deleted), until ``release``."""
         for user_id, partition, state in states:
@@ -57,6 +62,11 @@ class StateCache:
                 written[user_id] = (partition, state)
         for _ in range(len(written) - self.capacity):
             del written[next(iter(written))]
+
+    def discard(self, user_ids: Iterable[str]) -> None:
+        """Users whose states are gone from the table (expired)."""
+        for user_id in user_ids:
+            self._written.pop(user_id, None)
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         gone = set(partitions)

@@ -6,9 +6,16 @@ recent events (to rebuild the state when the serving model changes) and a bounde
 seen items (excluded from recommendations). A forgotten user keeps only a *marker*: the marks,
 no recurrent state (S = 0), no window, no seen items, no model version.
 
-Byte layout of version 3 (little-endian; ``str*`` is a string list, see below)::
+A state also keeps what the query API answers from without stepping: the interest, long- and
+short-term vectors of the newest step; when the worker last applied an event to it (``active_at``,
+its clock: inactive states expire by it when a TTL is set); and up to which ts its events came from
+a bootstrapped history (``history_ts``: such events sent again are duplicates).
 
-    u8        codec version (3)
+Byte layout of version 4 (little-endian; ``str*`` is a string list, see below)::
+
+    u8        codec version (4)
+    i64       active_at          the worker's clock (epoch ms) when the state last applied an event
+                                 (-1: unknown); first, so an expiry sweep reads 9 bytes of a value
     u8        m = byte length of the model version
     m bytes   model version, UTF-8
     u16       S, then f32[S]     packed recurrent state
@@ -30,6 +37,11 @@ Byte layout of version 3 (little-endian; ``str*`` is a string list, see below)::
     f32[W]    rating             -1 when the event had none
     f32[W]    gap_s              seconds since the user's previous event, as stepped
     f16[n,T]  comment embeddings of the n window events with has_text, in window order
+    i64       history_ts         newest ts of the user's events a bootstrap applied (-1: none)
+    u16       D, then f32[3, D]  interest, long-term and short-term vectors after the newest step
+                                 (D = 0: none, as in a marker)
+
+Version 3 is the same without ``active_at``, ``history_ts`` and the vectors (decoded: -1 and none).
 
 ``str*``: ``u16 count``; when its top bit is clear, ``u32 size`` and the UTF-8 bytes of the
 strings joined by NUL (one decode and one split, where per-string decoding was most of the codec's
@@ -46,7 +58,7 @@ Event ids are remembered as 8-byte hashes: 16 bytes an id with its ts, whatever 
 (36-character UUIDs took 37). A new id collides with one of the N a user's memory holds with
 probability about N / 2^64. Comment embeddings are L2-normalised vectors; float16 keeps them to 2 bytes a
 value, far inside the tolerance a rebuilt state needs. A new layout gets a new version byte and a
-decoder next to ``_decode_v3``. Every failure is a ``StateCodecError``.
+decoder next to ``_decode_v4``. Every failure is a ``StateCodecError``.
 """
 
 from __future__ import annotations
@@ -64,7 +76,7 @@ import numpy as np
 
 from stream_app.exceptions import InterestStreamError
 
-VERSION = 3
+VERSION = 4
 NO_TS = -1
 NO_OFFSET = -1
 _U8 = struct.Struct("<B")
@@ -75,6 +87,8 @@ _LENGTH_PREFIXED = 0x8000
 _TS_APPLIED = struct.Struct("<qQ")
 _MARKS = struct.Struct("<qqqH")  # last_offset, forgotten_at, id_floor_ts, N
 _WT = struct.Struct("<HH")
+_I64 = struct.Struct("<q")
+_HEAD = struct.Struct("<Bq")  # version, active_at
 
 
 class StateCodecError(InterestStreamError):
@@ -123,6 +137,9 @@ class UserState:
         default_factory=lambda: id_array("Q")
     )  # recent applied event ids (``id_hash``), oldest first
     id_ts: array = field(default_factory=lambda: id_array("q"))  # their ts
+    active_at: int = NO_TS
+    history_ts: int = NO_TS
+    vectors: np.ndarray | None = None  # float32 [3, D]: interest, long-term, short-term after the newest step
     # not stored: the serving item index's rows of ``seen`` and ``window`` (pipeline.ItemRows), kept
     # while the state stays in memory so its next events need no id lookups
     item_rows: object | None = field(default=None, compare=False, repr=False)
@@ -160,7 +177,7 @@ def encode_state(user: UserState) -> bytes:
     try:
         out: list[bytes] = []
         version = user.model_version.encode("utf-8")
-        out += [_U8.pack(VERSION), _U8.pack(len(version)), version]
+        out += [_HEAD.pack(VERSION, user.active_at), _U8.pack(len(version)), version]
         state = np.ascontiguousarray(user.state, dtype="<f4").ravel()
         out += [_U16.pack(state.size), state.tobytes(), _TS_APPLIED.pack(user.last_ts, user.applied)]
         n = len(user.id_hashes)
@@ -183,6 +200,10 @@ def encode_state(user: UserState) -> bytes:
         ]
         if texts:
             out.append(np.stack(texts).astype("<f2").tobytes())
+        vectors = np.zeros((3, 0)) if user.vectors is None else user.vectors
+        if vectors.shape[0] != 3:
+            raise ValueError(f"vectors of shape {vectors.shape}, expected (3, D)")
+        out += [_I64.pack(user.history_ts), _U16.pack(vectors.shape[1]), np.asarray(vectors, dtype="<f4").tobytes()]
         return b"".join(out)
     except (struct.error, ValueError, TypeError, OverflowError, UnicodeEncodeError) as exc:
         raise StateCodecError(f"cannot encode the state of model {user.model_version!r}: {exc}") from exc
@@ -254,7 +275,9 @@ class _Reader:
         return strings
 
 
-def _decode(r: _Reader, strs: Callable[[], list[str]], v3: bool) -> UserState:
+def _decode(r: _Reader, strs: Callable[[], list[str]], version: int) -> UserState:
+    v3 = version >= 3
+    active_at = r.unpack(_I64)[0] if version >= 4 else NO_TS
     (m,) = r.unpack(_U8)
     model_version = r.text(m)
     (s,) = r.unpack(_U16)
@@ -284,7 +307,12 @@ def _decode(r: _Reader, strs: Callable[[], list[str]], v3: bool) -> UserState:
         for k, i in enumerate(i for i, flag in enumerate(has_text) if flag):
             comment_embs[i] = embs[k]
     window = list(map(RecentEvent._make, zip(event_ids, item_ids, types, ratings, gaps, comment_embs, strict=True)))
-    user = UserState(model_version, state, last_ts, applied, seen, window)
+    user = UserState(model_version, state, last_ts, applied, seen, window, active_at=active_at)
+    if version >= 4:
+        (user.history_ts,) = r.unpack(_I64)
+        (d,) = r.unpack(_U16)
+        if d:
+            user.vectors = r.array("<f4", 3 * d).reshape(3, d).astype(np.float32)
     if v3:
         user.last_offset, user.forgotten_at, user.id_floor_ts = last_offset, forgotten_at, id_floor_ts
         user.id_hashes, user.id_ts = id_hashes, id_ts
@@ -295,18 +323,34 @@ def _decode(r: _Reader, strs: Callable[[], list[str]], v3: bool) -> UserState:
 
 
 def _decode_v1(r: _Reader) -> UserState:
-    return _decode(r, r.strs_v1, v3=False)
+    return _decode(r, r.strs_v1, 1)
 
 
 def _decode_v2(r: _Reader) -> UserState:
-    return _decode(r, r.strs, v3=False)
+    return _decode(r, r.strs, 2)
 
 
 def _decode_v3(r: _Reader) -> UserState:
-    return _decode(r, r.strs, v3=True)
+    return _decode(r, r.strs, 3)
 
 
-_DECODERS = {1: _decode_v1, 2: _decode_v2, 3: _decode_v3}
+def _decode_v4(r: _Reader) -> UserState:
+    return _decode(r, r.strs, 4)
+
+
+_DECODERS = {1: _decode_v1, 2: _decode_v2, 3: _decode_v3, 4: _decode_v4}
+
+
+def active_at(raw: bytes) -> int:
+    """A stored state's ``active_at`` from its first 9 bytes (``NO_TS`` for a state of an older codec,
+    which did not keep it); ``StateCodecError`` when ``raw`` is no state."""
+    if not raw or raw[0] not in _DECODERS:
+        raise StateCodecError(f"not a user state (codec version byte {raw[:1]!r})")
+    if raw[0] < 4:
+        return NO_TS
+    if len(raw) < _HEAD.size:
+        raise StateCodecError("corrupt user state: truncated")
+    return _HEAD.unpack_from(raw)[1]
 
 
 def decode_state(raw: bytes) -> UserState:

@@ -1,78 +1,92 @@
-"""Tables of the worker: ``user_to_state`` (user_id -> encoded ``UserState`` bytes, RocksDB via rocksdict).
+"""Tables of the worker, RocksDB via rocksdict, one store per partition of the events topic:
+``user_to_state`` (user_id -> encoded ``UserState`` bytes) and ``partition_to_trending`` (one record
+per partition, ``TRENDING_KEY`` -> its ``Trending.snapshot``).
 
-A Faust table picks the local RocksDB partition and the changelog partition of a key from the
-*current event* of the stream being iterated. A micro-batch (``take_events``) is processed outside
-that iteration, so ``in_partition_of(event)`` sets the current event explicitly, around each read
-and write, to an event of the partition the user's events came from: the user's state then lives
-in the same partition number of the changelog as its events, which is what recovery and
-rebalancing rely on (tests/stream_app/worker checks it on the real changelog).
+A user's state lives in the partition number of its events, in the local store and in the changelog:
+recovery and rebalancing rely on it (tests/stream_app/worker checks it on the real changelog). Faust
+picks a table's partition from the *current event* of the stream being iterated, which a
+micro-batch processed outside that iteration, a query or a timer does not have; so the worker reads
+and writes each partition's store directly (``local_store``).
 
-Writes go to the store and, through librdkafka, to the changelog topic separately, so that
-``BatchStates.write`` can await the changelog acknowledgements before the batch is acked: Faust's
-own flush before an offset commit gives up after 0.1 s per pending message
+Writes go to the store and, through librdkafka, to the changelog topic separately
+(``write_through``), so that a batch's writes can be awaited before the batch is acked: Faust's own
+flush before an offset commit gives up after 0.1 s per pending message
 (``ProducerBuffer.flush_atmost``), and a worker killed right after such a commit lost state writes
 of committed events (found by the kill -9 test). Faust's aiokafka send path also cost more than
 the rest of the batch together (``istream bench e2e --profile``). The records are the ones Faust
-would write (same topic, partition, raw key and value), so its recovery reads them as its own.
+would write (same topic, partition, raw key and value; None deletes), so its recovery reads them as
+its own.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from typing import Any
 
 import faust
-from faust.streams import _current_event
 from faust.types import TP
 
 from stream_app.worker.outputs import ChangelogProducer
 from stream_app.worker.pipeline import StateWrite
 
 USER_TO_STATE = "user_to_state"
+PARTITION_TO_TRENDING = "partition_to_trending"
+TRENDING_KEY = b"trending"
 
 
-def user_to_state(app: faust.App, partitions: int) -> faust.Table:
+def changelog_topic(app_id: str, table: str = USER_TO_STATE) -> str:
+    """The changelog topic Faust makes for ``table`` of the app ``app_id``."""
+    return f"{app_id}-{table}-changelog"
+
+
+def _table(app: faust.App, name: str, partitions: int) -> faust.Table:
     return app.Table(
-        USER_TO_STATE,
+        name,
         partitions=partitions,
-        key_type=bytes,  # "raw" serializers: keys are user ids, values the codec's bytes
+        key_type=bytes,  # "raw" serializers: the codec's bytes
         value_type=bytes,
         options={"driver": "rocksdict"},
     )
 
 
-@contextmanager
-def in_partition_of(event: faust.types.EventT) -> Iterator[None]:
-    # faust.streams keeps the current event in this context variable (weak reference), which
-    # Table.partition_for_key and the RocksDB store read; there is no public setter.
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
+def user_to_state(app: faust.App, partitions: int) -> faust.Table:
+    return _table(app, USER_TO_STATE, partitions)
+
+
+def partition_to_trending(app: faust.App, partitions: int) -> faust.Table:
+    return _table(app, PARTITION_TO_TRENDING, partitions)
+
+
+def local_store(table: faust.Table, partition: int) -> Any:
+    """The local RocksDB (a rocksdict ``Rdict``, raw bytes) of one of ``table``'s partitions this worker
+    holds. Faust's store keeps them by partition; it has no public accessor without a current event."""
+    return table.data._db_for_partition(partition)
+
+
+async def write_through(
+    table: faust.Table, changelog: ChangelogProducer, records: list[tuple[int, bytes, bytes | None]]
+) -> None:
+    """``(partition, key, value or None: delete)`` into the local stores and the changelog; returns once
+    the changelog has them all."""
+    for partition, key, value in records:
+        store = local_store(table, partition)
+        if value is None:
+            store.delete(key)
+        else:
+            store.put(key, value)
+    for (name, partition), offset in (await changelog.write(table.changelog_topic.get_topic_name(), records)).items():
+        # what Faust's own changelog callback records: where recovery of this store resumes
+        table.data.set_persisted_offset(TP(name, partition), offset)
 
 
 class BatchStates:
     """Reads and writes of one micro-batch's user states, each in its events' partition."""
 
-    def __init__(self, table: faust.Table, events: list[faust.types.EventT]) -> None:
+    def __init__(self, table: faust.Table) -> None:
         self._table = table
-        self._event_of = {event.message.partition: event for event in events}
 
     def load(self, user_id: str, partition: int) -> bytes | None:
-        with in_partition_of(self._event_of[partition]):
-            return self._table.get(user_id)
+        return local_store(self._table, partition).get(user_id.encode())
 
     async def write(self, writes: list[StateWrite], changelog: ChangelogProducer) -> None:
         """Store every write locally and in the changelog; returns once the changelog has them all."""
-        table = self._table
-        for w in writes:
-            with in_partition_of(self._event_of[w.partition]):
-                table.data[w.user_id] = w.value
-        records = [(w.partition, w.user_id.encode(), w.value) for w in writes]
-        for (name, partition), offset in (
-            await changelog.write(table.changelog_topic.get_topic_name(), records)
-        ).items():
-            # what Faust's own changelog callback records: where recovery of this store resumes
-            table.data.set_persisted_offset(TP(name, partition), offset)
+        await write_through(self._table, changelog, [(w.partition, w.user_id.encode(), w.value) for w in writes])

@@ -58,7 +58,10 @@ def test_k8s_workers() -> None:
     assert port == int(env["ISTREAM_WORKER_WEB_PORT"]) == WEB_PORT
     assert int(sts["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"]) == WEB_PORT
     for probe in ("startupProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/metrics", "port": "web"}
+        assert container[probe]["httpGet"] == {"path": "/health/live", "port": "web"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "web"}  # 503 while restoring
+    web_host = next(e for e in container["env"] if e["name"] == "ISTREAM_WORKER_WEB_HOST")
+    assert web_host["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"  # where other workers forward queries
     service = m.k8s_object("Service", sts["spec"]["serviceName"])
     assert service["spec"]["clusterIP"] == "None"
     labels = sts["spec"]["template"]["metadata"]["labels"]

@@ -106,3 +106,28 @@ def test_validation_raises_typed_errors(tiny_bundle: Path, tiny_checkpoint: Path
         tower.model.members[1].item_text[0].bias.add_(0.5)  # torch now disagrees with the exported graph
     with pytest.raises(AtolError, match="item_vec differs"):
         validate_onnx(tiny_bundle / spec.file, spec, tower, cases, 1e-4)
+
+
+def test_the_bundle_carries_each_items_training_events_when_the_training_file_is_there(
+    tiny_bundle: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from export.runtime import load_runtime
+
+    assert verify_bundle(tiny_bundle).item_table.popularity is None  # trained from a file gone since: none
+    assert load_runtime(tiny_bundle).item_popularity is None
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for f in tiny_checkpoint.iterdir():
+        (ckpt / f.name).write_bytes(f.read_bytes())
+    events = tmp_path / "events.jsonl"
+    picks = ["item-3"] * 3 + ["item-0"] + ["item-7"] * 2 + ["item-9"] + ["not-in-the-model"]
+    ts = [1, 2, 3, 4, 5, 6, 99, 7]  # item-9's event is newer than training saw
+    events.write_text("".join(
+        json.dumps({"event_id": f"e{n}", "user_id": "u", "item_id": item, "type": "click", "ts": t}) + "\n"
+        for n, (item, t) in enumerate(zip(picks, ts, strict=True))
+    ))  # fmt: skip
+    (ckpt / "history.json").write_text(json.dumps({"data": {"events": str(events), "trained_until": 50}}))
+    manifest = export_bundle(ckpt, tmp_path / "bundle")
+    assert manifest.item_table.popularity == "popularity.npy" and "popularity.npy" in manifest.files
+    counts = load_runtime(tmp_path / "bundle").item_popularity
+    assert counts.tolist() == [1, 0, 0, 3, 0, 0, 0, 2, *[0] * 12]

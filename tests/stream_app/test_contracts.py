@@ -12,8 +12,11 @@ from stream_app.contracts import (
     InterestVector,
     Item,
     ModelUpdate,
+    QueryError,
     Recommendation,
     ScoredItem,
+    UserInterest,
+    UserRecommendations,
     decode_event,
     decode_item,
     encode,
@@ -105,9 +108,19 @@ def test_items_decode_and_reject():
         decode_item(b'{"text": "no id"}')
 
 
+def test_item_attributes_are_optional_and_bounded():
+    item = decode_item(b'{"item_id": "i1", "text": "Heat", "tags": ["Crime", "Drama"], "category": "movie"}')
+    assert (item.tags, item.category) == (["Crime", "Drama"], "movie")
+    assert encode(Item(item_id="i2", text="x")) == b'{"item_id":"i2","text":"x"}'  # what older readers know
+    for bad in (b'"tags": [""]', b'"tags": "Crime"', b'"category": 7', b'"tags": [' + b'"t",' * 64 + b'"t"]'):
+        with pytest.raises(ContractError) as caught:
+            decode_item(b'{"item_id": "i1", ' + bad + b"}")
+        assert caught.value.reason == "schema"
+
+
 ONE_OF_EACH = {
     "event": Event(event_id="e", user_id="u", item_id="i", type="rating", ts=5, rating=3.5),
-    "item": Item(item_id="i", text="Toy Story", ts=9),
+    "item": Item(item_id="i", text="Toy Story", ts=9, tags=["Animation"], category="movie"),
     "interest_vector": InterestVector(
         user_id="u", event_id="e", ts=5, model_version="v1", vector=[0.5, -1.0], long_term=[1.0], short_term=[0.0]
     ),
@@ -116,7 +129,16 @@ ONE_OF_EACH = {
     ),
     "model_update": ModelUpdate(version="v2", uri="file:///r/v2", sha256="a" * 64, created_at="2026-01-01T00:00:00Z"),
     "dead_letter": DeadLetter(error="bad", reason="json", topic="t", partition=1, offset=2, raw="{"),
-}
+    "user_recommendations": UserRecommendations(
+        user_id="u", event_id=None, ts=None, model_version="v1", state_age_s=None, cold_start=True,
+        items=[ScoredItem(item_id="i", score=2.5)],
+    ),
+    "user_interest": UserInterest(
+        user_id="u", event_id="e", ts=5, model_version="v1", state_age_s=0.5, vector=[0.5], long_term=[0.25],
+        short_term=[1.0],
+    ),
+    "query_error": QueryError(status=404, error="user u has no state"),
+}  # fmt: skip
 
 
 def test_every_record_type_has_an_example():

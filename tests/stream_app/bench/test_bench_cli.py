@@ -118,3 +118,21 @@ def test_hot_functions_reads_py_spy_collapsed_stacks(tmp_path):
         "stream_app/worker/engine.py:handle": 0.8,
         "stream_app/worker/item_index.py:top_k": 0.6,
     }
+
+
+def test_query_answers_every_query_while_events_stream_and_reports_each_step(istream, settings, registry, tmp_path):
+    _bench(istream, settings, tmp_path, "query", "--registry", registry, "--rate", 50, "--query-rates", "40,80",
+           "--seconds", 2, timeout=300)  # fmt: skip
+    report = json.loads((tmp_path / "report" / "query.json").read_text())
+    assert report["bootstrap"]["states_written"] == report["bootstrap"]["users"] > 0
+    assert [s["offered_per_s"] for s in report["steps"]] == [40, 80][: len(report["steps"])]
+    for step in report["steps"]:
+        assert step["answered"] == step["offered"] > 0 and step["errors"] == {}, step
+        assert step["empty_answers"] == step["short_answers"] == 0 and step["cold_start_answers"] > 0
+    assert report["stream"]["answered"] > 0 and not report["stream"]["notes"]
+    assert report["freshness"]["samples"] == 20
+    assert set(report["targets"]) >= {
+        "bootstrap events/s of state building",
+        "queries/s answered with p99 <= 20 ms (k=10) while events stream",
+    }
+    assert "## Query steps" in (tmp_path / "report" / "query.md").read_text()

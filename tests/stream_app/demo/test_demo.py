@@ -72,9 +72,15 @@ def test_demo_runs_the_whole_spine_and_its_live_recommendations_beat_chance(tmp_
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert f"Tansu broker (memory storage) on 127.0.0.1:{port}" in out
-    for command in ("topics create", "generate", "train", "export", "models publish", "models promote", "worker"):
+    commands = ("topics create", "generate", "train", "export", "models publish", "models promote", "bootstrap")
+    for command in (*commands, "worker"):
         assert f"istream {command}" in out, command
     assert "held back: 300 events (last 6 of 50 users)" in out
+    assert "states: 50 written" in out and "events: 1,700 valid, 1,700 applied" in out
+    # before any live event the worker answers every user from its bootstrapped state, over its query API
+    assert "warm start: 50 of 50 users answered from their bootstrapped state before any live event" in out
+    first = re.search(r"^first live event .*: [\d.]+ \(\d+ of (\d+)\) from the bootstrapped states, ", out, re.M)
+    assert first is not None and int(first[1]) > 10, out
 
     live = re.search(r"^live: (\d+) recommendations for (\d+) held-back events$", out, re.M)
     assert live is not None, out

@@ -18,6 +18,8 @@ from stream_app.cli import worker_process as process
 from stream_app.client import PRODUCER_DEFAULTS, RecordConsumer
 from stream_app.contracts import EVENT_TYPES, Event
 from stream_app.settings import Settings
+from stream_app.worker import tables
+from stream_app.worker.app import app_id
 from stream_app.worker.decode import RawRecord
 from stream_app.worker.item_index import Catalog, ItemIndex
 from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving, process_batch
@@ -103,6 +105,14 @@ def outputs_for(events: list[Event] | list[dict]) -> Callable[[list[Message]], b
     return done
 
 
+def wait_until(condition, timeout: float = 60.0, describe=None) -> None:
+    """Until ``condition()`` holds; fails after ``timeout`` seconds, saying ``describe()`` when given."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, describe() if describe else "condition not met in time"
+        time.sleep(0.2)
+
+
 def applied_per_user(events: list[Event]) -> dict[str, int]:
     return dict(Counter(e.user_id for e in events))
 
@@ -129,7 +139,7 @@ def final_states(
 
 
 def changelog_topic(settings: Settings) -> str:
-    return f"{settings.worker_app_id or settings.topic_prefix + '-worker'}-user_to_state-changelog"
+    return tables.changelog_topic(app_id(settings))
 
 
 def make_events(
@@ -197,7 +207,10 @@ class InProcessRun:
     """Batches through process_batch with the user states kept as the table would: bytes by user;
     with ``cache``, the decoded states kept after each batch's write as the engine keeps them."""
 
-    def __init__(self, runtime, config: PipelineConfig, cache: StateCache | None = None) -> None:
+    def __init__(
+        self, runtime, config: PipelineConfig, cache: StateCache | None = None, now_ms: int | None = None
+    ) -> None:
+        self.now_ms = now_ms  # the worker's clock (None: the real one)
         self.serving = Serving(runtime, ItemIndex.for_model(runtime, Catalog()))
         self.config = config
         self.trending = Trending(3600)
@@ -215,7 +228,13 @@ class InProcessRun:
     def batch(self, records: list[RawRecord]) -> BatchResult:
         generation = self.cache.generation if self.cache is not None else 0
         result = process_batch(
-            records, lambda user, _p: self.states.get(user), self.serving, self.trending, self.config, self.cache
+            records,
+            lambda user, _p: self.states.get(user),
+            self.serving,
+            self.trending,
+            self.config,
+            self.cache,
+            self.now_ms,
         )
         for w in result.writes:
             if w.value is None:

@@ -37,6 +37,25 @@ def test_a_redelivered_record_is_a_duplicate_whatever_its_id_or_ts():
     assert decide(state, _event("e1000", NOW - HOUR // 2), 1000, NOW, POLICY) is Verdict.APPLY
 
 
+def test_history_events_have_no_offset_and_every_later_copy_of_one_is_a_duplicate():
+    history = [_event(f"h{i}", NOW - HOUR // 2 + i // 3) for i in range(100)]  # 3 a millisecond
+    state = UserState.empty("v1", 4)
+    for e in history:  # as a bootstrap runs them: no offset, the same millisecond more than once
+        assert decide(state, e, -1, NOW, POLICY) is Verdict.APPLY, e
+        remember(state, e, -1, POLICY)
+    assert decide(state, history[-2], -1, NOW, POLICY) is Verdict.DUPLICATE  # twice in the file: the id memory
+    state = decode_state(encode_state(state))
+    assert state.last_offset == -1 and state.history_ts == history[-1].ts
+    # the live stream: any offset applies (none was taken), but a history event streamed again is dropped
+    # whatever the id memory (recent_ids = 4) still holds
+    for e in history[:3] + history[-3:]:
+        assert decide(state, e, 0, NOW, POLICY) is Verdict.DUPLICATE
+    new = _event("live-1", history[-1].ts + 1)
+    assert decide(state, new, 0, NOW, POLICY) is Verdict.APPLY
+    remember(state, new, 0, POLICY)
+    assert (state.last_offset, state.history_ts) == (0, history[-1].ts)
+
+
 def test_an_event_sent_twice_is_a_duplicate_even_with_another_ts():
     state = _apply(None, [_event("a", NOW - 10_000), _event("b", NOW - 5_000)])
     assert decide(state, _event("a", NOW - 1_000), 7, NOW, POLICY) is Verdict.DUPLICATE

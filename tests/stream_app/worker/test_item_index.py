@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from stream_app.worker.item_index import BLOCK, Catalog, ItemIndex
-from stream_app.worker.trending import Trending
+from stream_app.worker.item_index import BLOCK, Catalog, ItemIndex, attribute_labels
 
 
 def test_top_k_ranks_the_whole_catalog_minus_seen():
@@ -78,23 +77,29 @@ def test_catalog_remembers_texts_and_removals():
     assert catalog.texts == {"y": "back"} and catalog.removed == {"x"}
 
 
+def test_items_are_filtered_by_every_attribute_asked_and_the_filter_follows_the_catalog():
+    index = ItemIndex(["a", "b", "c", "d"], np.eye(4, dtype=np.float32))
+    catalog = Catalog()
+    catalog.apply("a", "A", ["Comedy", "Drama"], "movie")
+    catalog.apply("b", "B", ["Comedy"], "movie")
+    catalog.apply("c", "C", ["Comedy"], "show")
+    comedy, movie = attribute_labels(["Comedy"]), attribute_labels(category="movie")
+    assert index.matching(catalog, comedy).tolist() == [True, True, True, False]
+    assert index.matching(catalog, attribute_labels(["Comedy"], "movie")).tolist() == [True, True, False, False]
+    assert index.matching(catalog, attribute_labels(["Comedy", "Drama"])).tolist() == [True, False, False, False]
+    assert not index.matching(catalog, attribute_labels(["Horror"])).any()
+    rows, _ = index.top_k(np.array([[1.0, 2.0, 3.0, 4.0]]), [[]], 3, index.matching(catalog, movie))
+    assert rows.tolist() == [[1, 0, -1]]  # d scores best but carries no attribute
+    catalog.apply("b", "B again", ["Drama"])  # a new version of the item replaces its attributes
+    catalog.apply("a", None)  # a tombstone removes them
+    assert index.matching(catalog, comedy).tolist() == [False, False, True, False]
+    assert index.matching(catalog, movie).tolist() == [False, False, False, False]
+    assert catalog.items_with == {"tag:Comedy": {"c"}, "category:show": {"c"}, "tag:Drama": {"b"}}
+
+
 def test_mismatched_table_is_rejected():
     with pytest.raises(ValueError):
         ItemIndex(["a"], np.zeros((2, 3), dtype=np.float32))
-
-
-def test_trending_decays_with_event_time():
-    trending = Trending(half_life_s=60)
-    trending.add(["old"] * 4, [0] * 4)
-    trending.add(["new"] * 3, [120_000] * 3)  # two half-lives later: old counts 4 / 4 = 1
-    top = trending.top(5)
-    assert [item for item, _ in top] == ["new", "old"]
-    assert top[0][1] == pytest.approx(3.0) and top[1][1] == pytest.approx(1.0)
-    assert trending.top(5, exclude=["new"]) == [("old", pytest.approx(1.0))]
-    assert trending.top(5, allowed=lambda item: item != "old") == [("new", pytest.approx(3.0))]
-    # a late event counts decayed to the clock
-    trending.add(["late"], [60_000])
-    assert dict(trending.top(5))["late"] == pytest.approx(0.5)
 
 
 def test_catalog_items_are_embedded_by_the_serving_model(runtime):

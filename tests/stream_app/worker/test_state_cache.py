@@ -99,11 +99,15 @@ def _assert_same_state(a: UserState, b: UserState) -> None:
             np.testing.assert_array_equal(x.comment_emb, y.comment_emb)
 
 
+NOW = 1_800_000_000_000
+
+
 def test_batches_served_from_the_cache_equal_batches_served_from_the_store(runtime):
     events = make_events(runtime.item_ids, n_users=5, per_user=16, seed=23)  # clicks, ratings, comments
     forget = Event(event_id="f", user_id="user-1", item_id="-", type="forget", ts=max(e.ts for e in events) + 1)
     events = [*events, forget]
-    stored, cached = InProcessRun(runtime, CONFIG), InProcessRun(runtime, CONFIG, StateCache(100))
+    # one clock for both: a state keeps when it was last active
+    stored, cached = InProcessRun(runtime, CONFIG, now_ms=NOW), InProcessRun(runtime, CONFIG, StateCache(100), NOW)
     from_store, from_cache = stored.events(events, 9), cached.events(events, 9)
 
     assert sum(r.counts["state_cached"] for r in from_cache) > 0

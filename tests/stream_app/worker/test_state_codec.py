@@ -3,9 +3,11 @@ import pytest
 
 from stream_app.worker.state_codec import (
     NO_OFFSET,
+    NO_TS,
     RecentEvent,
     StateCodecError,
     UserState,
+    active_at,
     decode_state,
     encode_state,
     id_array,
@@ -27,6 +29,9 @@ def _user(window: int = 32, seen: int = 100, state_dim: int = 192, seed: int = 0
     return UserState(
         model_version="v20261122-140000",
         state=rng.normal(size=state_dim).astype(np.float32),
+        active_at=1_790_000_000_000,
+        history_ts=1_650_000_000_000,
+        vectors=rng.normal(size=(3, 16)).astype(np.float32),
         last_ts=1_700_000_000_123,
         applied=12345,
         seen=[f"item-{i}" for i in range(seen)],
@@ -39,13 +44,20 @@ def _user(window: int = 32, seen: int = 100, state_dim: int = 192, seed: int = 0
     )
 
 
-MARKS = ("last_ts", "applied", "last_offset", "forgotten_at", "id_floor_ts", "id_hashes", "id_ts", "seen")
+MARKS = (
+    "last_ts", "applied", "last_offset", "forgotten_at", "id_floor_ts", "id_hashes", "id_ts", "seen", "active_at",
+    "history_ts",
+)  # fmt: skip
 
 
 def _assert_same(a: UserState, b: UserState, emb_atol: float = 0.0) -> None:
     assert a.model_version == b.model_version
     np.testing.assert_array_equal(a.state, b.state)
     assert b.state.dtype == np.float32
+    assert (a.vectors is None) == (b.vectors is None)
+    if a.vectors is not None:
+        np.testing.assert_array_equal(a.vectors, b.vectors)
+        assert b.vectors.dtype == np.float32
     assert [list(getattr(a, m)) if m in ("id_hashes", "id_ts") else getattr(a, m) for m in MARKS] == [
         list(getattr(b, m)) if m in ("id_hashes", "id_ts") else getattr(b, m) for m in MARKS
     ]
@@ -60,7 +72,7 @@ def _assert_same(a: UserState, b: UserState, emb_atol: float = 0.0) -> None:
 def test_round_trip_keeps_every_field():
     user = _user()
     raw = encode_state(user)
-    assert raw[0] == 3
+    assert raw[0] == 4 and active_at(raw) == user.active_at
     # float16 embeddings: about 1e-3 relative, far inside what a rebuilt state needs
     _assert_same(user, decode_state(raw), emb_atol=1e-3)
 
@@ -76,6 +88,13 @@ V2_BYTES = bytes.fromhex(
     "020876322d6d6f64656c0400000000000000003e0000803e0000c03e7b68e5cf8b0100000900000000000000020007000000652d3300652d"
     "34020008000000692d3100692dc3bc02000200020007000000652d3200652d33020008000000692d3100692dc3bc00050001000080bf0000"
     "80400000000000007042cd38663a"
+)
+# a version 3 state (11 applied, offset 77, ids e-2 and e-3 remembered, floor 1_699_999_000_000)
+V3_BYTES = bytes.fromhex(
+    "030876332d6d6f64656c0400000000000000003e0000803e0000c03e7b68e5cf8b0100000b000000000000004d00000000000000ffffffff"
+    "ffffffffc025d6cf8b01000002000706c581494c583eca457226f288ac330068e5cf8b0100007b68e5cf8b010000020008000000692d3100"
+    "692dc3bc02000200020007000000652d3200652d33020008000000692d3100692dc3bc00050001000080bf000080400000000000007042cd"
+    "38663a"
 )
 WINDOW = [
     RecentEvent("e-2", "i-1", 0, -1.0, 0.0, None),
@@ -93,18 +112,29 @@ def _old_state(version: str, applied: int, ids: list[str]) -> UserState:
     )  # fmt: skip
 
 
+def _v3_state() -> UserState:
+    """What the version 3 state decodes to: its marks as written, no activity time, history mark or vectors."""
+    ts = 1_700_000_000_123
+    return UserState(
+        "v3-model", np.arange(4, dtype=np.float32) / 8, ts, 11, ["i-1", "i-ü"], WINDOW, last_offset=77,
+        id_floor_ts=1_699_999_000_000, id_hashes=[id_hash("e-2"), id_hash("e-3")], id_ts=[ts - 123, ts],
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
         (V1_BYTES, _old_state("v1-model", 7, ["e-2", "e-3"])),
         (V2_BYTES, _old_state("v2-model", 9, ["e-2", "e-3", "e-4"])),
+        (V3_BYTES, _v3_state()),
     ],
 )
-def test_states_written_by_older_codecs_still_decode_and_are_rewritten_as_version_3(raw, expected):
+def test_states_written_by_older_codecs_still_decode_and_are_rewritten_as_version_4(raw, expected):
     user = decode_state(raw)
     _assert_same(expected, user, emb_atol=1e-3)
+    assert active_at(raw) == NO_TS and user.vectors is None
     again = encode_state(user)
-    assert again[0] == 3
+    assert again[0] == 4
     _assert_same(expected, decode_state(again), emb_atol=1e-3)
 
 
@@ -117,7 +147,7 @@ def test_a_forgotten_users_marker_is_small_and_round_trips():
     assert back.is_marker and not _user().is_marker
     _assert_same(marker, back)
     print(f"\nmarker of a forgotten user: {len(raw)} bytes")
-    assert len(raw) <= 100  # 84: the marks and one id; no state, window or items
+    assert len(raw) <= 110  # 102: the marks and one id; no state, window, items or vectors
 
 
 def test_ids_holding_nul_round_trip_through_the_length_prefixed_form():
@@ -142,8 +172,8 @@ def test_state_is_compact():
 
 def test_unknown_codec_version_fails_clearly():
     raw = bytearray(encode_state(_user()))
-    raw[0] = 4
-    with pytest.raises(StateCodecError, match="version 4 is unknown"):
+    raw[0] = 5
+    with pytest.raises(StateCodecError, match="version 5 is unknown"):
         decode_state(bytes(raw))
 
 
@@ -154,7 +184,7 @@ def test_unknown_codec_version_fails_clearly():
         lambda raw: raw[:-1],
         lambda raw: raw[: len(raw) // 2],
         lambda raw: raw + b"\x00",
-        lambda raw: raw[:2] + b"\xff\xfe" + raw[4:],
+        lambda raw: raw[:9] + b"\xff\xfe" + raw[11:],  # the model version's length
         lambda raw: b"\x01" + b"\xff" * 40,
         lambda raw: b'{"json": true}',
     ],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import re
 import shutil
-import time
 
 import msgspec
 import numpy as np
@@ -30,6 +29,7 @@ from tests.stream_app.worker.fixtures import (
     read_topic,
     stepwise_reference,
     stream_events,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -170,7 +170,7 @@ def test_bad_input_lands_in_dead_letter_with_a_reason_and_good_events_around_it_
             metrics = scrape(port)
             return {kind: metrics.get(f"istream_records_out_total{{kind={kind}}}") for kind in expected}
 
-        _wait_until(lambda: emitted() == expected, timeout=30, describe=lambda: f"{emitted()} != {expected}")
+        wait_until(lambda: emitted() == expected, timeout=30, describe=lambda: f"{emitted()} != {expected}")
     assert worker.returncode == 0, worker.output()[-3000:]
     assert sorted(_event_ids(vectors)) == sorted(e.event_id for e in good)
     dead = [msgspec.json.decode(m.value(), type=DeadLetter) for m in letters]
@@ -363,14 +363,6 @@ def _assigned(log: str, events_topic: str) -> set[int]:
     return parts
 
 
-def _wait_until(condition, timeout: float = 60.0, describe=None) -> None:
-    """Until ``condition()`` holds; fails after ``timeout`` seconds, saying ``describe()`` when given."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, describe() if describe else "condition not met in time"
-        time.sleep(0.2)
-
-
 def test_two_workers_split_the_partitions_and_one_takes_over_with_the_state_when_the_other_stops(
     settings, topics, registry, runtime, tmp_path
 ):
@@ -380,12 +372,12 @@ def test_two_workers_split_the_partitions_and_one_takes_over_with_the_state_when
     with WorkerProcess(settings, registry, tmp_path / "b", tmp_path / "b.log") as b:
         try:
             # both in the group: each holds one partition
-            _wait_until(lambda: [_assigned(w.output(), topics["events"]) for w in (a, b)] in ([{0}, {1}], [{1}, {0}]))
+            wait_until(lambda: [_assigned(w.output(), topics["events"]) for w in (a, b)] in ([{0}, {1}], [{1}, {0}]))
             produce_events(settings, topics["events"], first)
             read_topic(settings, topics["vectors"], timeout=60, idle=0.5, until=outputs_for(first))
         finally:
             assert a.stop() == 0, a.output()[-3000:]
-        _wait_until(lambda: _assigned(b.output(), topics["events"]) == {0, 1})
+        wait_until(lambda: _assigned(b.output(), topics["events"]) == {0, 1})
         produce_events(settings, topics["events"], second)
         vectors = _vectors(read_topic(settings, topics["vectors"], timeout=60, until=outputs_for(events)))
         states = final_states(settings, changelog_topic(settings), applied_per_user(events))
@@ -408,17 +400,17 @@ def test_a_partition_that_comes_back_meets_the_states_another_worker_wrote_meanw
     events = make_events(runtime.item_ids, n_users=20, per_user=15, seed=37)
     thirds = [events[:100], events[100:200], events[200:]]
     with WorkerProcess(settings, registry, tmp_path / "a", tmp_path / "a.log") as a:
-        _wait_until(lambda: _assigned(a.output(), topics["events"]) == {0, 1})
+        wait_until(lambda: _assigned(a.output(), topics["events"]) == {0, 1})
         produce_events(settings, topics["events"], thirds[0])
         read_topic(settings, topics["vectors"], timeout=60, idle=0.5, until=outputs_for(thirds[0]))
         b = WorkerProcess(settings, registry, tmp_path / "b", tmp_path / "b.log")
         try:
-            _wait_until(lambda: [_assigned(w.output(), topics["events"]) for w in (a, b)] in ([{0}, {1}], [{1}, {0}]))
+            wait_until(lambda: [_assigned(w.output(), topics["events"]) for w in (a, b)] in ([{0}, {1}], [{1}, {0}]))
             produce_events(settings, topics["events"], thirds[1])
             read_topic(settings, topics["vectors"], timeout=60, idle=0.5, until=outputs_for(thirds[0] + thirds[1]))
         finally:
             assert b.stop() == 0, b.output()[-3000:]
-        _wait_until(lambda: _assigned(a.output(), topics["events"]) == {0, 1})
+        wait_until(lambda: _assigned(a.output(), topics["events"]) == {0, 1})
         produce_events(settings, topics["events"], thirds[2])
         vectors = _vectors(read_topic(settings, topics["vectors"], timeout=60, until=outputs_for(events)))
         states = final_states(settings, changelog_topic(settings), applied_per_user(events))
