@@ -33,7 +33,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupState, Kafk
 from confluent_kafka.admin import NewTopic
 
 from stream_app import topics
-from stream_app.admin import admin_client
+from stream_app.admin import reached_admin
 from stream_app.contracts import ContractError, decode_event
 from stream_app.exceptions import InterestStreamError
 from stream_app.settings import Settings
@@ -113,10 +113,11 @@ def _topic_records(settings: Settings, topic: str) -> Iterator[RawRecord]:
          "enable.partition.eof": False}
     )  # fmt: skip
     try:
-        meta = consumer.list_topics(topic, timeout=15).topics.get(topic)
+        wait = settings.kafka_timeout_s
+        meta = consumer.list_topics(topic, timeout=wait).topics.get(topic)
         if meta is None or meta.error is not None:
             return
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1] for p in meta.partitions}
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=wait)[1] for p in meta.partitions}
         position = {p: 0 for p in ends}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         idle_since = None
@@ -150,9 +151,9 @@ def users_with_state(settings: Settings, changelog: str) -> set[str]:
 
 def check_no_workers(settings: Settings, group: str) -> None:
     """``BootstrapError`` while the workers' consumer group has members."""
-    admin = admin_client(settings)
+    admin, _ = reached_admin(settings)
     try:
-        state = admin.describe_consumer_groups([group], request_timeout=15)[group].result().state
+        state = admin.describe_consumer_groups([group], request_timeout=settings.kafka_timeout_s)[group].result().state
     except KafkaException as exc:
         raise BootstrapError(f"cannot tell whether workers of {group} run: {exc.args[0].str()}") from None
     if state in _RUNNING:
@@ -165,12 +166,12 @@ def check_no_workers(settings: Settings, group: str) -> None:
 
 def ensure_changelog(settings: Settings, changelog: str, partitions: int) -> None:
     """The changelog topic as Faust makes it (compacted, as many partitions as the events topic)."""
-    admin = admin_client(settings)
-    if changelog in admin.list_topics(timeout=15).topics:
+    admin, topics = reached_admin(settings)
+    if changelog in topics:
         return
     spec = NewTopic(changelog, partitions, settings.replication_factor, config={"cleanup.policy": "compact"})
     try:
-        admin.create_topics([spec], request_timeout=15)[changelog].result()
+        admin.create_topics([spec], request_timeout=settings.kafka_timeout_s)[changelog].result()
     except KafkaException as exc:
         raise BootstrapError(f"cannot create {changelog}: {exc.args[0].str()}") from None
 
