@@ -50,13 +50,15 @@ class Timings:
         return (self.arrived_at[ok] - self.sent_at[ok]) * 1000.0
 
     def sustained_rate(self, low: float = 0.1, high: float = 0.9) -> float:
-        """Outputs per second between the ``low`` and ``high`` quantiles of arrivals (no ramp-up/down)."""
+        """Outputs per second between the ``low`` and ``high`` quantiles of arrivals (no ramp-up/down).
+
+        A run too short for that window (a few answers, or the window's answers all in one fetch) has
+        only the whole run's rate."""
         arrivals = np.sort(self.arrived_at[np.isfinite(self.arrived_at)])
-        if len(arrivals) < 10:
-            return float("nan")
         i, j = int(low * (len(arrivals) - 1)), int(high * (len(arrivals) - 1))
-        span = arrivals[j] - arrivals[i]
-        return (j - i) / span if span > 0 else float("nan")
+        if len(arrivals) < 10 or arrivals[j] <= arrivals[i]:
+            return self.overall_rate()
+        return (j - i) / (arrivals[j] - arrivals[i])
 
     def overall_rate(self) -> float:
         """Events per second from the first send to the last answer."""
