@@ -9,6 +9,8 @@ SASRec's and at least ``ratio`` times the best simple baseline's, HR@10 above bo
 history-length bucket with enough users NDCG@10 at least the last-item transition's.
 
 The tools are run as programs and their printed figures parsed; nothing of them is imported.
+Each finished run is kept beside its outputs (``run.json``) with what it was run on; ``resume``
+reuses a kept run whose inputs are unchanged, so an interrupted bench goes on where it stopped.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -92,6 +95,24 @@ def run_model(data: DataSet, seed: int, out: Path, train_args: list[str], echo: 
     result = json.loads(run_istream("evaluate", "--model", out, *files, "--json", echo=echo))
     history = json.loads((out / "history.json").read_text(encoding="utf-8"))
     return {**result, "val_ndcg@10": history["best_val_ndcg@10"], "train_wall_s": train_wall}
+
+
+def _inputs(*args: object) -> list:
+    """What a run depends on: its arguments, and each input file's size and modification time."""
+    return [[str(a), a.stat().st_size, a.stat().st_mtime_ns] if isinstance(a, Path) else str(a) for a in args]
+
+
+def kept_run(path: Path, inputs: list, resume: bool, run: Callable[[], Any], echo: TextIO) -> Any:
+    """``run()``'s result, kept in ``path``; with ``resume`` a result kept for the same inputs is reused."""
+    if resume and path.is_file():
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        if kept.get("inputs") == inputs:
+            print(f"reused {path} (same inputs)", file=echo, flush=True)
+            return kept["result"]
+    result = run()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"inputs": inputs, "result": result}, indent=2) + "\n", encoding="utf-8")
+    return result
 
 
 def _mean_spread(values: list[float]) -> dict[str, float]:
@@ -204,6 +225,53 @@ def markdown(summaries: list[dict], context: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _measure(
+    data: DataSet,
+    seeds: list[int],
+    here: Path,
+    tools: Path | None,
+    sasrec_budget: float,
+    train_args: list[str],
+    resume: bool,
+    echo: TextIO,
+) -> tuple[list[dict], list[dict], dict[str, dict]]:
+    """One data set's model runs, SASRec runs and baselines (the tools' and the evaluation's own)."""
+    runs = [
+        kept_run(
+            here / f"seed-{seed}" / "run.json",
+            _inputs("model", data.events, data.items, seed, *train_args),
+            resume,
+            lambda seed=seed: run_model(data, seed, here / f"seed-{seed}", train_args, echo),
+            echo,
+        )
+        for seed in seeds
+    ]
+    baselines, sasrec = runs[0]["baselines"], []
+    if tools is None:
+        return runs, sasrec, baselines
+    args = ("jsonl", data.events)
+    baselines = baselines | kept_run(
+        here / "baselines.json",
+        _inputs(tools / "baselines.py", *args),
+        resume,
+        lambda: parse_baselines(run_tool(tools, "baselines.py", *args, timeout=600, echo=echo)),
+        echo,
+    )
+    timeout = sasrec_budget * 3 + 600  # its budget bounds training; the refit-free test pass is short
+    for seed in seeds:
+        sasrec_args = (*args, "--budget", sasrec_budget, "--seed", seed)
+        sasrec.append(
+            kept_run(
+                here / f"sasrec-seed-{seed}.json",
+                _inputs(tools / "sasrec_ref.py", *sasrec_args),
+                resume,
+                lambda a=sasrec_args: parse_sasrec(run_tool(tools, "sasrec_ref.py", *a, timeout=timeout, echo=echo)),
+                echo,
+            )
+        )
+    return runs, sasrec, baselines
+
+
 def run_quality(
     sets: list[DataSet],
     seeds: list[int],
@@ -212,25 +280,13 @@ def run_quality(
     tools: Path | None,
     sasrec_budget: float,
     train_args: list[str],
+    resume: bool = False,
     echo: TextIO = sys.stdout,
 ) -> dict[str, Any]:
     """Every data set x seed; writes quality.json and quality.md under ``out`` and returns the report."""
     summaries = []
     for data in sets:
-        runs = [run_model(data, seed, out / data.name / f"seed-{seed}", train_args, echo) for seed in seeds]
-        baselines = runs[0]["baselines"]
-        sasrec: list[dict] = []
-        if tools is not None:
-            baselines = {
-                **baselines,
-                **parse_baselines(run_tool(tools, "baselines.py", "jsonl", data.events, timeout=600, echo=echo)),
-            }
-            sasrec_args = ("jsonl", data.events, "--budget", sasrec_budget)
-            timeout = sasrec_budget * 3 + 600  # its budget bounds training; the refit-free test pass is short
-            sasrec = [
-                parse_sasrec(run_tool(tools, "sasrec_ref.py", *sasrec_args, "--seed", seed, timeout=timeout, echo=echo))
-                for seed in seeds
-            ]
+        runs, sasrec, baselines = _measure(data, seeds, out / data.name, tools, sasrec_budget, train_args, resume, echo)
         summary = summarise(data.name, runs, sasrec, baselines)
         summary["runs"], summary["sasrec_runs"] = runs, sasrec
         summaries.append(summary)

@@ -336,6 +336,9 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 )
 @click.option("--sasrec-budget", default=540.0, show_default=True, type=click.FloatRange(1), help="SASRec seconds.")
 @click.option("--train-arg", "train_args", multiple=True, help="Extra `istream train` argument (repeatable).")
+@click.option(
+    "--resume", is_flag=True, help="Reuse the runs a previous bench into the same --out finished on the same inputs."
+)
 @out_option
 @reports_errors
 def quality(
@@ -344,13 +347,14 @@ def quality(
     tools: Path | None,
     sasrec_budget: float,
     train_args: tuple[str, ...],
+    resume: bool,
     out_dir: Path | None,
 ) -> None:
     """Recommendation quality over seeds beside the baselines and SASRec: quality.md and quality.json."""
     from stream_app.bench.quality import run_quality
 
     out = out_dir or make_settings().run_dir / "bench" / "quality"
-    run_quality(sets, seeds, out, tools=tools, sasrec_budget=sasrec_budget, train_args=list(train_args))
+    run_quality(sets, seeds, out, tools=tools, sasrec_budget=sasrec_budget, train_args=list(train_args), resume=resume)
     click.echo((out / "quality.md").read_text(encoding="utf-8"))
     click.echo(f"written: {out / 'quality.md'}, {out / 'quality.json'}")
 

@@ -38,19 +38,32 @@ def test_the_instruments_printed_figures_are_read() -> None:
     }  # fmt: skip
 
 
-def test_two_seeds_beside_the_tools(tmp_path: Path) -> None:
+def test_two_seeds_beside_the_tools_and_a_resumed_bench_reuses_them(tmp_path: Path) -> None:
     events, items, _ = generate(users=60, items=80, events=1500, seed=2)
     write_jsonl(tmp_path / "e.jsonl", events)
     write_jsonl(tmp_path / "i.jsonl", items)
     tools = ["--tools", str(TOOLS), "--sasrec-budget", "2"] if TOOLS.is_dir() else []
     train = ["--train-arg=--epochs", "--train-arg=1", "--train-arg=--members", "--train-arg=1"]
-    done = subprocess.run(
-        [*istream_argv(), "bench", "quality", "--data", f"tiny={tmp_path / 'e.jsonl'},{tmp_path / 'i.jsonl'}",
-         "--seeds", "3,4", *tools, *train, "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "ISTREAM_RUN_DIR": str(tmp_path / "run")},
-    )  # fmt: skip
+
+    def bench(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*istream_argv(), "bench", "quality", "--data", f"tiny={tmp_path / 'e.jsonl'},{tmp_path / 'i.jsonl'}",
+             *tools, *train, "--out", str(tmp_path / "out"), *extra],
+            capture_output=True, text=True, timeout=600, env={**os.environ, "ISTREAM_RUN_DIR": str(tmp_path / "run")},
+        )  # fmt: skip
+
+    done = bench("--seeds", "3,4")
     assert done.returncode == 0, done.stderr
-    report = json.loads((tmp_path / "out" / "quality.json").read_text())
+    first = (tmp_path / "out" / "quality.json").read_text()
+    resumed = bench("--seeds", "3,4,5", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    # seeds 3 and 4 (model, and SASRec with the tools) and the tools' baselines are reused; seed 5 runs
+    assert resumed.stdout.count("reused ") == (5 if tools else 2)
+    resumed_runs = json.loads((tmp_path / "out" / "quality.json").read_text())["data"][0]["runs"]
+    assert resumed_runs[:2] == json.loads(first)["data"][0]["runs"] and len(resumed_runs) == 3
+    assert "train --events" in resumed.stdout and "--seed 5" in resumed.stdout
+    assert "--seed 3" not in resumed.stdout
+    report = json.loads(first)
     (summary,) = report["data"]
     runs = summary["runs"]
     assert [r["users"] for r in runs] == [60, 60] and summary["seeds"] == 2
@@ -60,7 +73,7 @@ def test_two_seeds_beside_the_tools(tmp_path: Path) -> None:
     best = max(m["ndcg@10"] for m in summary["baselines"].values())
     assert summary["ratio_to_best_simple"] == pytest.approx(summary["model"]["ndcg@10"]["mean"] / best)
     text = (tmp_path / "out" / "quality.md").read_text()
-    assert "## tiny" in text and "| interest model (stepwise) |" in text and text in done.stdout
+    assert "## tiny" in text and "| interest model (stepwise) |" in text and text in resumed.stdout
     assert sum(b["n"] for b in summary["buckets"]) == 60
     if TOOLS.is_dir():
         assert len(summary["sasrec_runs"]) == 2 and "| SASRec (offline, full CE) |" in text
