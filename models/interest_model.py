@@ -58,6 +58,13 @@ class ModelConfig:
     # training only: share of items (those with an id embedding) whose text part is dropped at each
     # step, so id embeddings learn what text does not say (MovieLens test NDCG@10 0.056 -> 0.059)
     text_drop: float = 0.5
+    # training only: the text projection starts as the item texts' principal components and the item
+    # skip as the identity, so a fresh model ranks by text similarity to the user's latest and past
+    # items, which small data cannot learn from a random start (validation NDCG@10, seed 0:
+    # MovieLens 0.075 -> 0.090, Amazon 0.080 -> 0.085, MovieLens 100K 0.154 -> 0.155; `make run`'s
+    # synthetic stream, seeds 7-9: planted-topic share 0.60 -> 0.70)
+    text_init: bool = True
+    skip_init: bool = True
     # comment encoder the embeddings come from (the export bundles it)
     encoder_path: str = ""
     encoder_max_length: int = 128
@@ -117,6 +124,10 @@ class InterestModel(nn.Module):
         self.lstm = nn.LSTM(n_in, cfg.hidden, batch_first=True)
         self.short_out = nn.Linear(cfg.hidden, cfg.dim)
         self.item_skip = nn.Linear(cfg.dim, cfg.dim)
+        if cfg.skip_init:  # "more like the item just had" from the first step
+            with torch.no_grad():
+                self.item_skip.weight.copy_(torch.eye(cfg.dim))
+                self.item_skip.bias.zero_()
         # long-term path and gate
         self.long_rate = nn.Linear(n_in, cfg.long_dim)
         nn.init.constant_(self.long_rate.bias, -2.0)  # start at rate ~0.03: a mean over the last ~30 events
@@ -148,6 +159,26 @@ class InterestModel(nn.Module):
         if not self.config.use_item_text:
             return torch.zeros(text_emb.shape[0], self.config.dim, dtype=text_emb.dtype, device=text_emb.device)
         return self.item_text(text_emb)
+
+    @torch.no_grad()
+    def init_item_text(self, text_emb: torch.Tensor) -> None:
+        """Start the text projection as the top ``dim`` principal components of the items' text
+        embeddings (the second layer the identity), scaled to item vectors of about unit norm, tanh
+        kept near its linear range. With the long-term path starting as the mean of the history's item
+        vectors, an untrained model ranks items by text similarity to what the user had, instead of
+        by a random projection that small data cannot undo."""
+        rows = text_emb[text_emb.abs().sum(dim=1) > 0]
+        if len(rows) <= self.config.dim:
+            return
+        mean = rows.mean(dim=0)
+        _, _, v = torch.linalg.svd(rows - mean, full_matrices=False)
+        basis = v[: self.config.dim]
+        scale = 1.0 / (((rows - mean) @ basis.T).norm(dim=1).mean() + 1e-12)
+        first, second = self.item_text[0], self.item_text[2]
+        first.weight.copy_(basis * scale)
+        first.bias.copy_(-(mean @ basis.T) * scale)
+        second.weight.copy_(torch.eye(self.config.dim))
+        second.bias.zero_()
 
     def item_vectors(self) -> torch.Tensor:
         """The item table ``[n_items, D]``: id embedding (where trained) + text projection."""

@@ -137,6 +137,8 @@ def load_training_data(
 def build_member(data: TrainingData, config: ModelConfig) -> InterestModel:
     model = InterestModel(config)
     model.item_text_emb.copy_(torch.from_numpy(data.item_text_emb))
+    if config.text_init and config.use_item_text:
+        model.init_item_text(model.item_text_emb)
     trained = np.zeros(config.n_items, dtype=np.float32)
     trained[data.seqs.item[data.usable]] = 1.0  # items with no training event keep the text-only vector
     model.item_has_id.copy_(torch.from_numpy(trained))

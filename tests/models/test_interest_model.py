@@ -184,3 +184,33 @@ def test_an_interest_model_is_one_member() -> None:
         InterestModel(ModelConfig(n_items=N, members=2))
     with pytest.raises(ValueError, match="needs that many members"):
         InterestEnsemble(ModelConfig.tiny(N, members=2), [InterestModel(ModelConfig.tiny(N))])
+
+
+@torch.no_grad()
+def test_a_model_started_from_the_item_texts_ranks_by_text_similarity_before_any_training() -> None:
+    # items of three topics whose text embeddings cluster; a user who had four items of topic 0
+    g = torch.Generator().manual_seed(0)
+    topic = torch.arange(N) % 3
+    text = (torch.randn(3, TEXT, generator=g) * 3)[topic] + torch.randn(N, TEXT, generator=g)
+    history = torch.tensor([0, 3, 6, 9])
+
+    def top_topics(config: ModelConfig) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = InterestModel(config)
+        model.item_text_emb.copy_(text)
+        model.init_item_text(model.item_text_emb)
+        vectors = model.item_tower(model.item_text_emb)
+        assert vectors.norm(dim=1).mean() == pytest.approx(1.0, abs=0.25)  # tanh near its linear range
+        table = model.eval().item_vectors()
+        state = torch.zeros(1, config.state_dim)
+        for item in history:
+            state, interest, _, _ = model.step(
+                state, table[item][None], torch.tensor([0]), torch.zeros(1, TEXT), torch.zeros(1), torch.tensor([-1.0]),
+                torch.tensor([60.0]),
+            )  # fmt: skip
+        scores = (interest @ table.T)[0]
+        scores[history] = -torch.inf
+        return topic[scores.topk(6).indices]
+
+    started = top_topics(ModelConfig.tiny(N, text_dim=TEXT))
+    assert (started == 0).all(), started

@@ -3,12 +3,14 @@
 Thresholds, against chance on the generator's 12 topics:
 - current burst: the stream of half the users ends in 5-12 events on one non-core topic, where every
   next item is on that topic; the top topic of the interest vector's top-10 items must be the burst
-  topic for >= 80 % of them (chance 1/12 = 8 %; the trained tiny model reaches ~95 %).
+  topic for >= 70 % of them (chance 1/12 = 8 %; the trained tiny model reaches 0.75-0.87 over seeds
+  0-2, and 0.81-0.90 without the text-started init, which trades some of this for the long-term
+  figure below).
 - long-term topics: 90 % of a core session's items are on the user's 1-3 core topics; the top topic
-  of the long-term vector's top-10 items must be a core topic for >= 45 % of users (chance: mean core
-  count / 12 = 17 %; reached ~54 %). Lower than the burst figure because a current burst is up to
-  half of a short user's items, so even a slow average leans towards it; it must lean less than the
-  interest vector does (by > 10 points).
+  of the long-term vector's top-10 items must be a core topic for >= 60 % of users (chance: mean core
+  count / 12 = 17 %; reached 0.86-0.93 over seeds 0-2, 0.69-0.78 without the text-started init). A
+  current burst is up to half of a short user's items, so even a slow average leans towards it; it
+  must lean less than the interest vector does (by > 10 points).
 - cold items: one item per topic has no event at all, so its vector is the text tower's alone; for
   users in a burst, the cold item of the burst topic must outscore the other topics' cold items
   >= 80 % of the time (chance 50 %; reached ~99 %).
@@ -84,14 +86,14 @@ def test_current_bursts_are_recovered(trained) -> None:
     burst = [(i, u["current_burst"]) for i, u in enumerate(trained["users"]) if u["current_burst"] is not None]
     share = np.mean([topics[i] == t for i, t in burst])
     assert len(burst) > 50
-    assert share >= 0.8, f"interest points at the current burst topic for {share:.0%} of bursting users"
+    assert share >= 0.7, f"interest points at the current burst topic for {share:.0%} of bursting users"
 
 
 def test_long_term_topics_are_recovered(trained) -> None:
     users = trained["users"]
     long_topics = top_topic(trained["vectors"].long_term, trained["items"], trained["topic_of"])
     share = np.mean([long_topics[i] in u["long_term_topics"] for i, u in enumerate(users)])
-    assert share >= 0.45, f"long-term vector points at a core topic for {share:.0%} of users"
+    assert share >= 0.6, f"long-term vector points at a core topic for {share:.0%} of users"
     # the long-term path is the slow one: a current burst pulls it less than the interest vector
     interest_topics = top_topic(trained["vectors"].interest, trained["items"], trained["topic_of"])
     burst = [(i, u["current_burst"]) for i, u in enumerate(users) if u["current_burst"] is not None]
