@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -32,8 +34,9 @@ from threadpoolctl import threadpool_limits
 
 from stream_app import topics
 from stream_app.cluster import client_config
-from stream_app.contracts import ContractError
+from stream_app.contracts import ContractError, OnlineMetrics, encode
 from stream_app.settings import Settings
+from stream_app.worker.app import app_id
 from stream_app.worker.dead_letter_log import DeadLetterLog
 from stream_app.worker.decode import RawRecord, Rejected, dead_letter, decode_catalog_record
 from stream_app.worker.event_time import EventTimePolicy
@@ -43,8 +46,16 @@ from stream_app.worker.isolation import ENVIRONMENT_FAULTS, isolate
 from stream_app.worker.item_index import Catalog, ItemIndex
 from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.offsets import OffsetTracker
+from stream_app.worker.online_eval import OnlineConfig, OnlineWindow
 from stream_app.worker.outputs import ChangelogProducer, OutputProducer
-from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving, dead_letter_output, process_batch
+from stream_app.worker.pipeline import (
+    BatchResult,
+    Output,
+    PipelineConfig,
+    Serving,
+    dead_letter_output,
+    process_batch,
+)
 from stream_app.worker.state_cache import NOT_CACHED, StateCache
 from stream_app.worker.state_codec import NO_TS, StateCodecError, UserState, active_at, decode_state
 from stream_app.worker.tables import TRENDING_KEY, BatchStates, local_store, write_through
@@ -72,6 +83,9 @@ def pipeline_config(settings: Settings, partitions: int = 0) -> PipelineConfig:
         ),
         partitions=partitions,
         misrouted=settings.misrouted,
+        online=OnlineConfig(settings.top_k, settings.cold_start_events, settings.online_session_gap_s)
+        if settings.online_evaluation
+        else None,
     )
 
 
@@ -164,6 +178,8 @@ class WorkerEngine:
         self.ready = False  # the owned partitions' tables are restored (Faust's recovery is done)
         self._trending_loaded: set[int] = set()
         self._sweep_from: dict[int, bytes] = {}  # partition -> the key the next expiry sweep starts at
+        worker = f"{app_id(settings)}@{socket.gethostname()}:{os.getpid()}"
+        self.online = OnlineWindow(worker, settings.top_k, settings.online_window_s)
 
     def attach(self, states: faust.Table, trending: faust.Table) -> None:
         """The worker's tables (``tables.user_to_state``, ``tables.partition_to_trending``)."""
@@ -329,8 +345,15 @@ class WorkerEngine:
             len(self.serving.index),
         )
 
+    def publish_online(self, record: OnlineMetrics | None) -> None:
+        """Send a closed window's online-metrics record (flushed with the next batch's outputs, or at stop)."""
+        if record is not None:
+            key = record.worker.encode()
+            self._producer.send_outputs([Output(topics.ONLINE_METRICS, key, encode(record))])
+
     def between_batches(self) -> None:
         self.dead_letter_log.tick()
+        self.publish_online(self.online.due())
         self._apply_items(self._items.drain())
         for record in self._updates.drain():
             self._swapper.notice_update(record.value)
@@ -444,6 +467,10 @@ class WorkerEngine:
             m.records_out.labels(kind).inc(n)
         for stage, seconds in result.timings.items():
             m.stage_seconds.labels(stage).observe(seconds)
+        if result.judgements:
+            m.count_online(result.judgements)
+            self.publish_online(self.online.add(result.judgements))
+        self.publish_online(self.online.due())
         now = time.time()
         for event in events:
             m.produce_to_emit.observe(max(0.0, now - event.message.timestamp))

@@ -85,5 +85,10 @@ def _merge(into: BatchResult, part: BatchResult) -> None:
     into.states = [s for s in into.states if s[0] not in users] + part.states
     into.counts.update(part.counts)
     into.dead_letter_reasons.update(part.dead_letter_reasons)
+    if part.judgements is not None:
+        if into.judgements is None:
+            into.judgements = part.judgements
+        else:
+            into.judgements.add(part.judgements)
     for stage, seconds in part.timings.items():
         into.timings[stage] = into.timings.get(stage, 0.0) + seconds

@@ -1,11 +1,13 @@
-"""One micro-batch through the hot path: decode -> route -> event-time policy -> encode -> step -> rank -> records.
+"""One micro-batch through the hot path: decode -> route -> event-time policy -> encode -> step -> rank -> judge
+-> records.
 
 ``process_batch`` is a plain function of the raw records, a state lookup and the serving model; it
 returns what to write (user states per partition) and what to emit (vectors, recommendations,
 tombstones, dead letters, misrouted records forwarded), so the Faust agent only moves bytes.
 Events of one user are applied in order: the step runs in waves, wave k holding every user's k-th
 action, each wave one batched ONNX call. A state written by another model version is first rebuilt
-by replaying its recent window on the serving model.
+by replaying its recent window on the serving model. Each new event then judges the list its user
+was served before it (``online_eval``), and its own list becomes the one the next event judges.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from stream_app.contracts import EVENT_TYPES, Event, Recommendation, ScoredItem,
 from stream_app.worker.decode import Incoming, RawRecord, Rejected, dead_letter, decode_records, group_by_user
 from stream_app.worker.event_time import EventTimePolicy, Reject, Verdict, decide, forget, remember
 from stream_app.worker.item_index import ItemEmbedder, ItemIndex
+from stream_app.worker.online_eval import Judgements, Lineup, OnlineConfig, judge
 from stream_app.worker.ranking import cold, recommend
 from stream_app.worker.routing import partition_of, split_misrouted
 from stream_app.worker.state_cache import NOT_CACHED, StateCache
@@ -82,6 +85,7 @@ class PipelineConfig:
     partitions: int = 0  # of the events topic: records off their user's partition are misrouted (0: no check)
     misrouted: str = "forward"  # or "deadletter"
     emit: bool = True  # False: states only, no outputs, no ranking, no trending (a bootstrap from history)
+    online: OnlineConfig | None = None  # online evaluation (None: off, and states keep no list served)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,7 @@ class BatchResult:
     counts: Counter = field(default_factory=Counter)
     dead_letter_reasons: Counter = field(default_factory=Counter)
     timings: dict[str, float] = field(default_factory=dict)
+    judgements: Judgements | None = None  # online evaluation's counts
 
 
 @dataclass(slots=True)
@@ -162,6 +167,10 @@ class _Emitted:
     short_term: np.ndarray
     owner: UserState
     cold: bool
+    known: bool  # its item has a row in the index
+    new: bool  # its item was not among the user's seen items
+    applied: int  # the owner's applied events after it
+    gap_s: float
     seen: list[str] | None = None
     window: list[RecentEvent] | None = None
     rows: ItemRows | None = None
@@ -338,7 +347,7 @@ def _run_waves(users: list[_User], serving: Serving, config: PipelineConfig, emb
             earlier = unfrozen.get(id(s.owner))
             if earlier is not None:
                 earlier.freeze()  # _remember is about to change the lists it reads
-            _remember(s.owner, owner_rows, recent, row, config)
+            new = _remember(s.owner, owner_rows, recent, row, config)
             e = _Emitted(
                 user.user_id,
                 s.event,
@@ -347,6 +356,10 @@ def _run_waves(users: list[_User], serving: Serving, config: PipelineConfig, emb
                 out.short_term[i],
                 s.owner,
                 cold=s.applied < config.cold_start_events,
+                known=row >= 0,
+                new=new,
+                applied=s.applied,
+                gap_s=s.gap_s,
             )
             unfrozen[id(s.owner)] = e
             user.outputs.append(e)
@@ -370,15 +383,17 @@ def current_vectors(state: UserState, serving: Serving, config: PipelineConfig) 
     return replay.vectors
 
 
-def _remember(state: UserState, rows: ItemRows, recent: RecentEvent, row: int, config: PipelineConfig) -> None:
-    """Add the event to the state's window and seen items, and its item ``row`` to their ``rows``."""
+def _remember(state: UserState, rows: ItemRows, recent: RecentEvent, row: int, config: PipelineConfig) -> bool:
+    """Add the event to the state's window and seen items, and its item ``row`` to their ``rows``; whether
+    its item was new to the state (not among the seen items)."""
     state.window.append(recent)
     rows.window.append(row)
     cut = len(state.window) - config.window
     if cut > 0:
         del state.window[:cut], rows.window[:cut]
     seen = state.seen
-    if recent.item_id in seen:
+    new = recent.item_id not in seen
+    if not new:
         at = seen.index(recent.item_id)
         del seen[at], rows.seen[at]
     seen.append(recent.item_id)
@@ -386,6 +401,7 @@ def _remember(state: UserState, rows: ItemRows, recent: RecentEvent, row: int, c
     cut = len(seen) - config.seen  # not seen[:-n]: n = 0 keeps none
     if cut > 0:
         del seen[:cut], rows.seen[:cut]
+    return new
 
 
 def _rank(
@@ -463,6 +479,10 @@ def process_batch(
         trending.add([ev.item_id for ev in events], [ev.ts for ev in events], [home[ev.user_id] for ev in events])
         recommendations = _rank(emitted, serving, trending, config)
     t6 = clock()
+    if config.emit and config.online is not None:
+        items = [e.event.item_id for e in emitted]
+        result.judgements = judge(emitted, items, recommendations, Lineup(serving.version), config.online)
+    t7 = clock()
     if config.emit:
         _serialize(users, emitted, recommendations, serving.version, result)
         result.outputs.extend(dead_letter_output(r) for r in rejected)
@@ -477,7 +497,8 @@ def process_batch(
         "encode": t4 - t3,
         "step": t5 - t4,
         "rank": t6 - t5,
-        "serialize": clock() - t6,
+        "judge": t7 - t6,
+        "serialize": clock() - t7,
     }
     return result
 

@@ -12,7 +12,7 @@ import pytest
 
 from stream_app.bench.cluster import scrape
 from stream_app.broker import free_port
-from stream_app.contracts import DeadLetter, Event, InterestVector, Recommendation
+from stream_app.contracts import DeadLetter, Event, InterestVector, OnlineMetrics, Recommendation
 from stream_app.worker.decode import RAW_LIMIT, RawRecord
 from stream_app.worker.pipeline import PipelineConfig
 from stream_app.worker.state_codec import decode_state
@@ -23,10 +23,12 @@ from tests.stream_app.worker.fixtures import (
     changelog_topic,
     final_states,
     make_events,
+    online_totals,
     outputs_for,
     produce,
     produce_events,
     read_topic,
+    recompute_online,
     stepwise_reference,
     stream_events,
     wait_until,
@@ -40,7 +42,8 @@ def test_every_event_gives_one_vector_and_one_recommendation_equal_to_the_stepwi
 ):
     events = make_events(runtime.item_ids, n_users=25, per_user=12, seed=21)
     removed = runtime.item_ids[3]
-    with WorkerProcess(settings, registry, tmp_path / "state", tmp_path / "worker.log") as worker:
+    online = {"ISTREAM_ONLINE_WINDOW_S": "1"}
+    with WorkerProcess(settings, registry, tmp_path / "state", tmp_path / "worker.log", env=online) as worker:
         # the catalog: a new item (embedded from its text) and a tombstone for a bundle item
         produce(settings, topics["items"], [(b"fresh-item", b'{"item_id":"fresh-item","text":"a brand new synth"}')])
         produce(settings, topics["items"], [(removed.encode(), None)])
@@ -52,6 +55,19 @@ def test_every_event_gives_one_vector_and_one_recommendation_equal_to_the_stepwi
         states = final_states(settings, changelog_topic(settings), applied_per_user(events))
     assert worker.returncode == 0, worker.output()[-3000:]
     assert "event loop: uvloop.Loop" in worker.output()  # the default ISTREAM_WORKER_EVENT_LOOP
+    # the worker's online HR@10 (its windows' records, the last one sent as it stopped) is the one recomputed from
+    # the recommendations and events topics: each event judges the record emitted for its user's previous event
+    metrics = [msgspec.json.decode(m.value(), type=OnlineMetrics)
+               for m in read_topic(settings, topics["online-metrics"], expect=1, timeout=30, idle=1.0)]  # fmt: skip
+    assert {m.champion for m in metrics} == {runtime.version} and all(m.k == 10 for m in metrics)
+    live = online_totals([c for m in metrics for c in m.judged], [u for m in metrics for u in m.unjudged])
+    ordered = [e for m in read_topic(settings, topics["events"], expect=len(events), timeout=30, idle=0.5)
+               for e in [msgspec.json.decode(m.value(), type=Event)]]  # fmt: skip
+    by_event = {r.event_id: r for r in (msgspec.json.decode(m.value(), type=Recommendation) for m in rec_msgs)}
+    offline = recompute_online(ordered, by_event, set(runtime.item_ids))
+    assert live["judged"] == offline["judged"] > 200 and live["first_event"] == offline["first_event"] == 25
+    assert live["unknown_item"] == offline["unknown_item"] > 0 and 0 < offline["hits"] < offline["judged"]
+    assert abs(live["hits"] / live["judged"] - offline["hits"] / offline["judged"]) < 0.001
 
     vectors = [msgspec.json.decode(m.value(), type=InterestVector) for m in vector_msgs]
     recs = [msgspec.json.decode(m.value(), type=Recommendation) for m in rec_msgs]
