@@ -1,4 +1,5 @@
-"""`istream models`: list, show, verify, publish, promote and roll back bundles in the registry."""
+"""`istream models`: list, show, verify, publish, promote and roll back bundles in the registry; run one
+beside CURRENT (a trial: shadow or canary)."""
 
 from __future__ import annotations
 
@@ -56,18 +57,21 @@ def models() -> None:
 @registry_option
 @reports_errors
 def list_versions(registry_dir: Path | None) -> None:
-    """Published versions, oldest first; * marks CURRENT."""
+    """Published versions, oldest first; * marks CURRENT, ~ the version on trial beside it."""
     registry, _ = _registry(registry_dir)
     current = registry.current()
+    trial = registry.trial()
     versions = registry.versions()
     if not versions:
         click.echo(f"registry {registry.root} is empty; publish a bundle with `istream models publish`")
         return
     for version in versions:
         manifest = registry.manifest(version)
-        mark = "*" if version == current else " "
+        mark = "*" if version == current else "~" if trial is not None and version == trial.version else " "
         parent = manifest.parent_version or "-"
         click.echo(f"{mark} {version}  {manifest.created_at}  parent={parent}  {_metrics_summary(manifest.metrics)}")
+    if trial is not None:
+        click.echo(f"trial: {trial.describe()}")
 
 
 @models.command()
@@ -129,3 +133,32 @@ def rollback(registry_dir: Path | None) -> None:
     """Make the version CURRENT replaced current again."""
     registry, options = _registry(registry_dir)
     click.echo(f"CURRENT = {registry.rollback(options)}")
+
+
+@models.command()
+@click.argument("version")
+@click.option(
+    "--canary",
+    "share",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Serve this share of users (a stable hash of user_id) with VERSION; default: shadow (ranked and judged "
+    "on the same events, never shown).",
+)
+@registry_option
+@reports_errors
+def trial(version: str, share: float | None, registry_dir: Path | None) -> None:
+    """Verify VERSION and run it beside CURRENT in every worker, its lists judged online like CURRENT's;
+    the guard (`istream finetune`, `istream guard`) promotes or rejects it on those figures."""
+    registry, options = _registry(registry_dir)
+    opened = registry.open_trial(version, "canary" if share else "shadow", share or 0.0, options=options)
+    click.echo(f"TRIAL = {opened.describe()}")
+
+
+@models.command("end-trial")
+@registry_option
+@reports_errors
+def end_trial(registry_dir: Path | None) -> None:
+    """Stop running the trial version beside CURRENT (CURRENT stays)."""
+    registry, _ = _registry(registry_dir)
+    ended = registry.close_trial()
+    click.echo(f"trial of {ended.version} ended" if ended is not None else "no trial was open")
