@@ -23,6 +23,7 @@ from rocksdict import DbClosedError
 from stream_app.worker.decode import RawRecord, dead_letter
 from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving, dead_letter_output, process_batch
 from stream_app.worker.trending import Trending
+from stream_app.worker.trial import Challenger
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def isolate(
     trending: Trending,
     config: PipelineConfig,
     now_ms: int,
+    challenger: Challenger | None = None,
 ) -> BatchResult:
     """The result of ``records``, whose whole batch raised ``failure``: every record processed but those
     that fail alone, which are dead-lettered. ``load_state`` must read what the previous batch wrote.
@@ -53,7 +55,7 @@ def isolate(
     def run(part: Sequence[RawRecord], error: Exception | None) -> None:
         if error is None:
             try:
-                result = process_batch(part, load, serving, trending, config, None, now_ms)
+                result = process_batch(part, load, serving, trending, config, None, now_ms, challenger)
             except ENVIRONMENT_FAULTS:
                 raise
             except Exception as exc:
@@ -80,6 +82,7 @@ def isolate(
 
 def _merge(into: BatchResult, part: BatchResult) -> None:
     into.outputs += part.outputs
+    into.shown.update(part.shown)
     into.writes += part.writes
     users = {user_id for user_id, _, _ in part.states}
     into.states = [s for s in into.states if s[0] not in users] + part.states

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from stream_app.worker.online_eval import Judgements
 
-STAGES = ("decode", "load", "dedupe", "encode", "step", "rank", "judge", "serialize", "emit", "store")
+STAGES = ("decode", "load", "dedupe", "encode", "step", "rank", "challenger", "judge", "serialize", "emit", "store")
 
 
 class WorkerMetrics:
@@ -53,6 +53,10 @@ class WorkerMetrics:
             "istream_consumer_lag", "Records behind the end, by partition.", ["partition"], registry=r
         )
         self.model = Info("istream_model", "Serving model version and ONNX Runtime provider.", registry=r)
+        self.trial = Info(
+            "istream_trial", "The model run beside the serving one: version, mode (shadow, canary, none), share.",
+            registry=r,
+        )  # fmt: skip
         self.swaps = Counter("istream_model_swaps", "Model versions swapped in.", registry=r)
         self.swap_refusals = Counter("istream_model_refusals", "Model versions refused.", ["reason"], registry=r)
         self.catalog_items = Gauge("istream_catalog_items", "Recommendable items in the index.", registry=r)

@@ -26,6 +26,7 @@ from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving, pro
 from stream_app.worker.state_cache import StateCache
 from stream_app.worker.state_codec import UserState, decode_state
 from stream_app.worker.trending import Trending
+from stream_app.worker.trial import Challenger
 
 WORKER_READY_S = 90.0
 
@@ -208,10 +209,16 @@ class InProcessRun:
     with ``cache``, the decoded states kept after each batch's write as the engine keeps them."""
 
     def __init__(
-        self, runtime, config: PipelineConfig, cache: StateCache | None = None, now_ms: int | None = None
+        self,
+        runtime,
+        config: PipelineConfig,
+        cache: StateCache | None = None,
+        now_ms: int | None = None,
+        challenger: Challenger | None = None,
     ) -> None:
         self.now_ms = now_ms  # the worker's clock (None: the real one)
         self.serving = Serving(runtime, ItemIndex.for_model(runtime, Catalog()))
+        self.challenger = challenger
         self.config = config
         self.trending = Trending(3600)
         self.states: dict[str, bytes] = {}
@@ -235,6 +242,7 @@ class InProcessRun:
             self.config,
             self.cache,
             self.now_ms,
+            self.challenger,
         )
         for w in result.writes:
             if w.value is None:
@@ -335,3 +343,8 @@ def online_totals(judged, unjudged=()) -> Counter:
     for u in unjudged:
         out[u.reason] += u.events
     return out
+
+
+def challenger_of(runtime, mode: str = "shadow", share: float = 0.0) -> Challenger:
+    """``runtime`` (a second model) as the challenger of an ``InProcessRun``, with its own item index."""
+    return Challenger(Serving(runtime, ItemIndex.for_model(runtime, Catalog())), mode, share)
