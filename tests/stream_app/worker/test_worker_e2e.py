@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import shutil
+from collections import Counter
 
 import msgspec
 import numpy as np
@@ -35,6 +36,7 @@ from tests.stream_app.worker.fixtures import (
 )
 
 pytestmark = pytest.mark.integration
+ONLINE = {"ISTREAM_ONLINE_WINDOW_S": "1"}
 
 
 def test_every_event_gives_one_vector_and_one_recommendation_equal_to_the_stepwise_reference(
@@ -458,3 +460,71 @@ def test_a_batch_computed_while_the_last_one_is_written_reads_its_states_even_wi
     for user, (_, state) in states.items():
         assert state.applied == 40, user
         np.testing.assert_allclose(state.state, ref.states[user], atol=1e-4)
+
+
+def test_a_trial_runs_in_shadow_then_as_a_canary_and_online_evaluation_judges_both_arms(
+    settings, topics, registry, runtime, other_bundle, tmp_path
+):
+    from export.registry import Registry
+    from stream_app.worker.trial import canary_bucket
+
+    reg = Registry(registry)
+    champion, challenger = reg.current(), reg.publish(other_bundle)
+    shadowed = make_events(runtime.item_ids, n_users=12, per_user=10, seed=31)
+    canaried = make_events(runtime.item_ids, n_users=12, per_user=10, seed=32, t0=1_700_100_000_000)
+    canary = {e.user_id for e in canaried if canary_bucket(e.user_id) < 0.5}
+    assert 0 < len(canary) < 12
+    port = free_port()
+    with WorkerProcess(
+        settings, registry, tmp_path / "state", tmp_path / "worker.log", env=ONLINE, web_port=port
+    ) as worker:
+        reg.open_trial(challenger)
+        worker.wait_for(f"trial: {challenger} runs beside {champion} (shadow")
+        produce_events(settings, topics["events"], shadowed)
+        read_topic(settings, topics["recommendations"], timeout=120, until=outputs_for(shadowed))
+        reg.open_trial(challenger, "canary", 0.5)
+        worker.wait_for("(canary, share 0.5)")
+        produce_events(settings, topics["events"], canaried)
+        everything = shadowed + canaried
+        rec_msgs = read_topic(settings, topics["recommendations"], timeout=120, until=outputs_for(everything))
+
+        def counted() -> float:  # each event judges both arms' lists (or is counted unjudged for each)
+            names = ("istream_online_judged_total{", "istream_online_unjudged_total{")
+            return sum(x for key, x in scrape(port).items() if key.startswith(names))
+
+        wait_until(lambda: counted() == 2 * len(everything), timeout=30, describe=lambda: f"counted {counted()}")
+        scraped = scrape(port)
+    assert worker.returncode == 0, worker.output()[-3000:]
+    recs = [msgspec.json.decode(m.value(), type=Recommendation) for m in rec_msgs]
+    assert sorted(r.event_id for r in recs) == sorted(e.event_id for e in everything)  # each event once
+    version = {r.event_id: r.model_version for r in recs}
+    assert {version[e.event_id] for e in shadowed} == {champion}  # a shadow is never shown
+    for e in canaried:  # a canary user gets the challenger's lists, the others the champion's
+        assert version[e.event_id] == (challenger if e.user_id in canary else champion)
+
+    metrics = [msgspec.json.decode(m.value(), type=OnlineMetrics)
+               for m in read_topic(settings, topics["online-metrics"], expect=2, timeout=30, idle=1.0)]  # fmt: skip
+    assert {(m.champion, m.challenger, m.trial_mode) for m in metrics} == {
+        (champion, challenger, "shadow"), (champion, challenger, "canary")
+    }  # fmt: skip
+    rows = [(m.trial_mode, c) for m in metrics for c in m.judged]
+    judged = Counter()
+    for mode, c in rows:
+        judged[(mode, c.model_version, c.exposure)] += c.judged
+    # both arms judged on the same events: in shadow the challenger's lists too, as a canary each arm's shown lists
+    assert judged[("shadow", challenger, "shadow")] > 50 and judged[("shadow", champion, "served")] > 50
+    assert judged[("canary", challenger, "served")] > 10 and judged[("canary", champion, "served")] > 10
+    assert judged[("canary", champion, "shadow")] > 10 and judged[("canary", challenger, "shadow")] > 10
+    assert sum(p.judged for m in metrics for p in m.paired) > 50
+    # what was shown, judged from the outside (recommendations and events topics), is what the worker counted
+    live = online_totals([c for _, c in rows if c.exposure == "served"])
+    event_msgs = read_topic(settings, topics["events"], expect=len(everything), timeout=30, idle=0.5)
+    ordered = [msgspec.json.decode(m.value(), type=Event) for m in event_msgs]
+    offline = recompute_online(ordered, {r.event_id: r for r in recs}, set(runtime.item_ids))
+    assert (live["judged"], live["hits"]) == (offline["judged"], offline["hits"])
+    # Prometheus: the same counts per arm (model version and exposure), summed over cohorts
+    for (v, exposure), n in {(challenger, "shadow"): judged[("shadow", challenger, "shadow")]
+                             + judged[("canary", challenger, "shadow")],
+                             (challenger, "served"): judged[("canary", challenger, "served")]}.items():  # fmt: skip
+        prefix, labels = "istream_online_judged_total{", f"exposure={exposure},model_version={v}"
+        assert sum(x for key, x in scraped.items() if key.startswith(prefix) and labels in key) == n
