@@ -76,6 +76,8 @@ class JobOptions:
     replay_max_events: int = 64  # per sequence
     seed: int = 0
     threads: int = 1
+    trial: str | None = None  # shadow or canary: run the published version beside CURRENT, for the guard to decide
+    canary_share: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> JobOptions:
@@ -129,11 +131,17 @@ def champion_checkpoint(registry: Registry, version: str) -> Path:
 
 
 def publish(
-    registry: Registry, checkpoint_dir: Path, champion: str, on_stage: Callable[[str], None]
-) -> tuple[str, ModelUpdate]:
+    registry: Registry,
+    checkpoint_dir: Path,
+    champion: str,
+    on_stage: Callable[[str], None],
+    trial: str | None = None,
+    canary_share: float = 0.0,
+) -> tuple[str, ModelUpdate | None]:
     """Export ``checkpoint_dir`` as the champion was exported (name, opset, optimized and int8 encoder
     alike; parent = ``champion``), put it in the registry, move CURRENT; returns the version and its
-    update message."""
+    update message. With ``trial`` (shadow or canary) CURRENT stays: the version runs beside it (no update
+    message) until the guard (`istream guard`) promotes or rejects it on its live figures."""
     from export.bundle import export_bundle
     from export.manifest import MANIFEST
     from export.onnx_export import DEFAULT_OPSET
@@ -154,6 +162,9 @@ def publish(
             f"CURRENT moved from {champion} to {registry.current()} while this run trained; version {version} "
             "is published but not promoted (promote it with `istream models promote` if wanted)"
         )
+    if trial is not None:
+        registry.open_trial(version, trial, canary_share if trial == "canary" else 0.0, if_current=champion)
+        return version, None
     registry.promote(version)
     on_stage(PROMOTED)
     bundle = registry.bundle_path(version)
@@ -230,8 +241,10 @@ def conclude(
             decision.decision, decision.reason = "rejected", result.reason
             if result.publish:
                 t0 = time.perf_counter()
-                decision.challenger, update = publish(registry, result.challenger_dir, champion, on_stage)
-                decision.decision = "published"
+                decision.challenger, update = publish(
+                    registry, result.challenger_dir, champion, on_stage, options.trial, options.canary_share
+                )
+                decision.decision, decision.trial = "published", options.trial
                 decision.timing["publish_s"] = time.perf_counter() - t0
     reservoir.offer(window.events)
     reservoir.save()
