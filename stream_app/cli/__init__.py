@@ -32,6 +32,7 @@ SUBCOMMANDS: dict[str, str] = {
     "worker": "stream_app.cli.worker:worker",
     "finetune": "stream_app.cli.finetune:finetune",
     "guard": "stream_app.cli.guard:guard",
+    "report": "stream_app.cli.report:report",
 }
 
 

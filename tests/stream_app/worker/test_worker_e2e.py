@@ -463,7 +463,7 @@ def test_a_batch_computed_while_the_last_one_is_written_reads_its_states_even_wi
 
 
 def test_a_trial_runs_in_shadow_then_as_a_canary_and_online_evaluation_judges_both_arms(
-    settings, topics, registry, runtime, other_bundle, tmp_path
+    settings, topics, registry, runtime, other_bundle, tmp_path, istream
 ):
     from export.registry import Registry
     from stream_app.worker.trial import canary_bucket
@@ -528,3 +528,9 @@ def test_a_trial_runs_in_shadow_then_as_a_canary_and_online_evaluation_judges_bo
                              (challenger, "served"): judged[("canary", challenger, "served")]}.items():  # fmt: skip
         prefix, labels = "istream_online_judged_total{", f"exposure={exposure},model_version={v}"
         assert sum(x for key, x in scraped.items() if key.startswith(prefix) and labels in key) == n
+    # the chart of live HR per version over time, from the same records
+    chart = istream("report", "online", "--out", tmp_path / "online.png", "--bucket", "1", "--registry", registry)
+    assert chart.returncode == 0 and (tmp_path / "online.png").stat().st_size > 10_000, chart.stderr[-2000:]
+    ranked = online_totals([c for _, c in rows if (c.model_version, c.exposure) == (challenger, "shadow")])
+    hr = ranked["hits"] / ranked["judged"]
+    assert f"{challenger} shadow: judged={ranked['judged']} HR={hr:.4f}" in chart.stdout, chart.stdout
