@@ -49,6 +49,7 @@ import msgspec
 
 from stream_app import topics
 from stream_app.contracts import OnlineMetrics
+from stream_app.exceptions import InterestStreamError
 from stream_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -333,7 +334,13 @@ def run_guard(
         done = 0
         while steps is None or done < steps:
             figures.add(feed.read())
-            record = guard.step(figures)
+            try:
+                record = guard.step(figures)
+            except InterestStreamError as exc:  # e.g. CURRENT moved under it, a bundle refused: look again
+                if steps is not None:
+                    raise
+                log.error("guard: %s", exc)
+                record = None
             done += 1
             if record is not None:
                 on_record(record)

@@ -82,7 +82,6 @@ def isolate(
 
 def _merge(into: BatchResult, part: BatchResult) -> None:
     into.outputs += part.outputs
-    into.shown.update(part.shown)
     into.writes += part.writes
     users = {user_id for user_id, _, _ in part.states}
     into.states = [s for s in into.states if s[0] not in users] + part.states

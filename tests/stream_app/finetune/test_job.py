@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import msgspec
@@ -29,7 +30,14 @@ from stream_app.finetune.kafka import RetryPolicy, read_catalog, read_window
 from stream_app.settings import Settings
 from tests.models.continual.drift import Drift, planted_drift, train_champion
 from tests.models.continual.test_challenge import shuffled_labels
-from tests.stream_app.worker.fixtures import WorkerProcess, outputs_for, produce, read_topic
+from tests.stream_app.worker.fixtures import (
+    WorkerProcess,
+    changelog_topic,
+    final_states,
+    outputs_for,
+    produce,
+    read_topic,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -327,8 +335,11 @@ def test_a_guarded_fine_tune_is_promoted_on_live_figures_a_shuffled_one_rejected
         assert shown.returncode == 0 and f"ROLLED_BACK {v3}" in shown.stdout, shown.stdout + shown.stderr
         sent_events = [*window, *live[:sent]]
         vector_msgs = read_topic(settings, topics["vectors"], timeout=120, until=outputs_for(sent_events))
+        applied = Counter(e["user_id"] for e in sent_events)
+        states = final_states(settings, changelog_topic(settings), applied)
     assert worker.returncode == 0, worker.output()[-3000:]
     # no event lost or applied twice across the trials, the promotions and the rollback
+    assert {user: state.applied for user, (_, state) in states.items()} == applied
     vectors = [msgspec.json.decode(m.value(), type=InterestVector) for m in vector_msgs]
     assert sorted(v.event_id for v in vectors) == sorted(e["event_id"] for e in sent_events)
     version = {v.event_id: v.model_version for v in vectors}
