@@ -249,6 +249,11 @@ class Settings(BaseSettings):
         return conf
 
 
+def given(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` (values from settings) with the ``overrides`` that were given (not None: a CLI flag left out)."""
+    return {**base, **{k: v for k, v in overrides.items() if v is not None}}
+
+
 def env_name(field: str) -> str:
     info = Settings.model_fields[field]
     alias = info.validation_alias

@@ -50,7 +50,7 @@ import msgspec
 from stream_app import topics
 from stream_app.contracts import OnlineMetrics
 from stream_app.exceptions import InterestStreamError
-from stream_app.settings import Settings
+from stream_app.settings import Settings, given
 
 log = logging.getLogger(__name__)
 GUARD_DIR = "guard"
@@ -75,7 +75,7 @@ class GuardConfig:
             "margin": settings.guard_margin,
             "confidence": settings.guard_confidence,
         }
-        return cls(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
+        return cls(**given(base, overrides))
 
 
 @dataclass(frozen=True)

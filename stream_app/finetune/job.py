@@ -41,7 +41,7 @@ from stream_app.finetune.kafka import (
     read_catalog,
     read_window,
 )
-from stream_app.settings import Settings
+from stream_app.settings import Settings, given
 
 if TYPE_CHECKING:
     from export.registry import Registry
@@ -87,7 +87,7 @@ class JobOptions:
             "replay_fraction": settings.finetune_replay_fraction,
             "margin": settings.finetune_margin,
         }
-        return cls(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
+        return cls(**given(base, overrides))
 
     @property
     def state_dir(self) -> Path:
