@@ -201,18 +201,19 @@ def _summed(before: list[dict[str, float]], after: list[dict[str, float]], prefi
     return total
 
 
-def shadow_registry(registry: Path, work_dir: Path) -> Path:
-    """A copy of ``registry`` whose trial runs, in shadow, CURRENT's checkpoint exported again (a new version)."""
+def shadow_registry(settings: Settings, registry: Path, work_dir: Path) -> Path:
+    """A registry of ``registry``'s CURRENT alone, whose trial runs, in shadow, CURRENT's checkpoint exported
+    again (a new version, signed with the workers' key when they have one)."""
     from export.registry import Registry
-    from stream_app.finetune.job import champion_checkpoint, publish
+    from stream_app.finetune.job import JobOptions, champion_checkpoint, open_registry, publish
 
-    copy = work_dir / "shadow-registry"
-    shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(registry, copy, ignore=shutil.ignore_patterns(".lock", "TRIAL"))
-    reg = Registry(copy)
-    champion = reg.current()
+    champion = Registry(registry).current()
     if champion is None:
         raise ConfigError(f"registry {registry} has no CURRENT version to serve")
+    copy = work_dir / "shadow-registry"
+    shutil.rmtree(copy, ignore_errors=True)
+    reg = open_registry(settings, JobOptions(registry=copy))
+    reg.promote(reg.publish(Registry(registry).bundle_path(champion)))
     publish(reg, champion_checkpoint(reg, champion), champion, lambda stage: None, trial="shadow")
     return copy
 
@@ -273,7 +274,7 @@ def run_e2e(
         timings, report["pipeline"] = _pipeline_figures(settings, registry, workload, opts)
         report["latencies_ms"] = timings.latencies_ms().round(3).tolist()
         if opts.shadow:
-            shadowed = shadow_registry(registry, work_dir)
+            shadowed = shadow_registry(base, registry, work_dir)
             shadow_settings = fresh_topics(base, bs, work_dir / "shadow", opts.partitions)
             _, report["shadow"] = _pipeline_figures(shadow_settings, shadowed, workload, opts, "trial: ")
         for name, argv in references.items():
