@@ -182,6 +182,16 @@ def _no_stage(_: str) -> None:
     pass
 
 
+def _trial_open(registry: Registry, options: JobOptions) -> str | None:
+    """Why a run for a trial publishes nothing: the guard has not decided the open trial yet (a new one
+    would replace it, and a challenger would never run long enough to be judged, or a promotion would
+    lose its watch)."""
+    trial = registry.trial() if options.trial is not None else None
+    if trial is None:
+        return None
+    return f"trial of {trial.describe()} is still open; the guard decides it first (`istream models live`)"
+
+
 def conclude(
     settings: Settings,
     options: JobOptions,
@@ -209,11 +219,12 @@ def conclude(
             f"registry {options.registry} has no CURRENT version to start from; "
             "export a model and promote it first (`istream export`, `istream models publish/promote`)"
         )
+    skip = split.skip_reason or _trial_open(registry, options)
     decision = Decision(
         run_id=new_run_id(),
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         decision="skipped",
-        reason=split.skip_reason or "",
+        reason=skip or "",
         champion=champion,
         margin=options.margin,
         window={**window.stats(), **split.stats()},
@@ -224,7 +235,7 @@ def conclude(
     )
     reservoir.forget(window.forgotten)
     update = None
-    if split.skip_reason is None:
+    if skip is None:
         replay = reservoir.sample(
             replay_budget(len(split.train), options.replay_fraction),
             np.random.default_rng([options.seed, reservoir.offered]),

@@ -320,6 +320,9 @@ def test_a_guarded_fine_tune_is_promoted_on_live_figures_a_shuffled_one_rejected
             "published", "shadow", v1, v2
         )  # fmt: skip
         worker.wait_for(f"trial: {v2} runs beside {v1} (shadow", timeout=60)
+        again = istream("finetune", "--once", "--registry", registry, "--trial", "shadow", "--json", timeout=120)
+        skipped = json.loads(again.stdout.strip().splitlines()[-1])  # the open trial is the guard's to decide first
+        assert (skipped["decision"], reg.trial().version) == ("skipped", v2) and "still open" in skipped["reason"]
         with GuardProcess(settings, registry, tmp_path / "guard.log") as guard:
             promoted = until_decided(PROMOTED, v2)  # the fine-tune, judged live in shadow beside v1
             assert reg.current() == v2 and promoted.figures["n"] >= JUDGED and promoted.figures["lower"] > -MARGIN
