@@ -203,8 +203,8 @@ class Settings(BaseSettings):
     guard_margin: float = Field(
         0.01,
         ge=0,
-        description="Live HR@K the challenger may lose against the champion and still be promoted; a promoted model "
-        "worse than the one it replaced by more than this is rolled back.",
+        description="Live HR@K a newer model may lose: a challenger is promoted, and a promotion kept, only when the "
+        "lower confidence bound of its HR@K minus the other model's is above -margin; else rejected, rolled back.",
     )
     guard_confidence: float = Field(
         0.95, gt=0.5, lt=1, description="One-sided confidence of the guard's bounds on the live HR@K difference."
