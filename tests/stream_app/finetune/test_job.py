@@ -295,14 +295,16 @@ def test_a_guarded_fine_tune_is_promoted_on_live_figures_a_shuffled_one_rejected
     sent = 0
 
     def until_decided(action: str, version: str) -> GuardRecord:
-        """Send the live stream on in small slices until the guard decides ``action`` on ``version``."""
+        """Send the live stream on in small slices until the guard decides ``action`` on ``version``; at most
+        twice the judged events it needs (almost every live event judges both models), so that a slow machine,
+        where the guard hears of the judged events later, does not spend the stream on one decision."""
         nonlocal sent
-        deadline = time.monotonic() + 180
+        deadline, start = time.monotonic() + 180, sent
         while time.monotonic() < deadline:
             found = [r for r in read_records(registry) if (r.action, r.version) == (action, version)]
             if found:
                 return found[-1]
-            if sent < len(live):
+            if sent < min(len(live), start + 2 * JUDGED):
                 produce(settings, topics["events"],
                         [(e["user_id"].encode(), msgspec.json.encode(e)) for e in live[sent : sent + 40]])  # fmt: skip
                 sent += 40
