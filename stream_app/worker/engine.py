@@ -359,7 +359,8 @@ class WorkerEngine:
     def _held(self) -> list[Serving]:
         """The models this worker holds: serving, the challenger, the one that ran last before them."""
         held = [self.serving, self.challenger.serving if self.challenger is not None else None, self._retired]
-        return [serving for serving in held if serving is not None]
+        # once each: the challenger may be the retired model run again, and a catalog change is applied per model
+        return list({id(serving): serving for serving in held if serving is not None}.values())
 
     def _held_runtime(self, version: str) -> Any | None:
         return next((s.runtime for s in self._held() if s.version == version), None)
