@@ -195,10 +195,11 @@ class Settings(BaseSettings):
         description="An event this long after the user's previous one judges its list in the `returning` cohort.",
     )
     guard_judged_events: int = Field(
-        5000,
+        20_000,
         ge=1,
         description="The guard decides a trial (promote or reject) or a watch after a promotion (keep or roll back) "
-        "once this many events judged both models (a canary: the challenger's served lists).",
+        "once this many events judged both models (a canary: the challenger's served lists). With the default "
+        "margin, a model as good as the other passes about 93 % of the time when 20 % of events hit with one only.",
     )
     guard_margin: float = Field(
         0.01,

@@ -64,7 +64,7 @@ COLD_START = "cold_start"
 
 @dataclass(frozen=True)
 class GuardConfig:
-    judged_events: int = 5000
+    judged_events: int = 20_000
     margin: float = 0.01
     confidence: float = 0.95
 
