@@ -24,7 +24,7 @@ from stream_app.settings import Settings
 from stream_app.worker.engine import pipeline_config
 from stream_app.worker.event_time import forget, remember
 from stream_app.worker.pipeline import ItemRows
-from stream_app.worker.state_codec import RecentEvent, UserState, decode_state, encode_state
+from stream_app.worker.state_codec import RecentEvent, Served, UserState, decode_state, encode_state
 from stream_app.worker.trending import SNAPSHOT_ITEMS, Trending
 
 MIB = 1024 * 1024
@@ -58,6 +58,12 @@ def user_state(
         applied=events,
         seen=[e.item_id for e in window][-settings.seen_items :],
         window=window[-settings.state_window :],
+        # the list last served, which the next event judges (online evaluation)
+        served=Served(
+            "20261122T140000Z-0123abcd", True, [_id("i", 1000 + k, ids["item"]) for k in range(settings.top_k)]
+        )
+        if settings.online_evaluation
+        else None,
     )
     policy = pipeline_config(settings).event_time
     for i, e in enumerate(window):  # the event-time policy's marks and id memory, as the worker keeps them

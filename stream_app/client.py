@@ -46,6 +46,7 @@ from stream_app.contracts import (
     InterestVector,
     Item,
     ModelUpdate,
+    OnlineMetrics,
     Recommendation,
     UserInterest,
     UserRecommendations,
@@ -67,6 +68,7 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     topics.RECOMMENDATIONS: Recommendation,
     topics.MODEL_UPDATES: ModelUpdate,
     topics.DEADLETTER: DeadLetter,
+    topics.ONLINE_METRICS: OnlineMetrics,
 }
 
 # Throughput-minded defaults; any key can be overridden with ``EventProducer(config=...)``.

@@ -179,6 +179,37 @@ class Settings(BaseSettings):
         2, ge=0, description="Users with fewer applied events get trending items instead of model scores."
     )
     trending_half_life_s: float = Field(3600.0, gt=0, description="Half-life (event time) of trending popularity.")
+
+    # Online evaluation (stream_app/worker/online_eval.py) and the guard (stream_app/finetune/guard.py)
+    online_evaluation: bool = Field(
+        True,
+        description="Each user's next event judges the top-K the worker served after the previous one (hit@K, "
+        "reciprocal rank, NDCG@K): Prometheus metrics and `<prefix>.online-metrics` records. Off: states keep no list.",
+    )
+    online_window_s: float = Field(
+        60.0, gt=0, description="Seconds of counts per `<prefix>.online-metrics` record of each worker."
+    )
+    online_session_gap_s: float = Field(
+        1800.0,
+        gt=0,
+        description="An event this long after the user's previous one judges its list in the `returning` cohort.",
+    )
+    guard_judged_events: int = Field(
+        20_000,
+        ge=1,
+        description="The guard decides a trial (promote or reject) or a watch after a promotion (keep or roll back) "
+        "once this many events judged both models (a canary: the challenger's served lists). With the default "
+        "margin, a model as good as the other passes about 93 % of the time when 20 % of events hit with one only.",
+    )
+    guard_margin: float = Field(
+        0.01,
+        ge=0,
+        description="Live HR@K a newer model may lose: a challenger is promoted, and a promotion kept, only when the "
+        "lower confidence bound of its HR@K minus the other model's is above -margin; else rejected, rolled back.",
+    )
+    guard_confidence: float = Field(
+        0.95, gt=0.5, lt=1, description="One-sided confidence of the guard's bounds on the live HR@K difference."
+    )
     model_poll_s: float = Field(2.0, gt=0, description="Seconds between checks of the registry's CURRENT pointer.")
 
     # Query API clients (stream_app.client.RecommendationClient)
@@ -217,6 +248,11 @@ class Settings(BaseSettings):
         }
         conf.update({k: v for k, v in optional.items() if v is not None})
         return conf
+
+
+def given(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` (values from settings) with the ``overrides`` that were given (not None: a CLI flag left out)."""
+    return {**base, **{k: v for k, v in overrides.items() if v is not None}}
 
 
 def env_name(field: str) -> str:

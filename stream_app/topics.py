@@ -10,8 +10,11 @@ VECTORS = "vectors"
 RECOMMENDATIONS = "recommendations"
 MODEL_UPDATES = "model-updates"
 DEADLETTER = "deadletter"
+ONLINE_METRICS = "online-metrics"
 
-ALL = (EVENTS, ITEMS, VECTORS, RECOMMENDATIONS, MODEL_UPDATES, DEADLETTER)
+ALL = (EVENTS, ITEMS, VECTORS, RECOMMENDATIONS, MODEL_UPDATES, DEADLETTER, ONLINE_METRICS)
+# Small logs read whole and in order (model updates by every worker, online metrics by the guard): one partition.
+SINGLE_PARTITION = frozenset({MODEL_UPDATES, ONLINE_METRICS})
 COMPACTED = frozenset({ITEMS, MODEL_UPDATES})
 
 
@@ -33,8 +36,7 @@ def topic_specs(prefix: str, partitions: int, replication_factor: int) -> list[T
     return [
         TopicSpec(
             name=topic_name(prefix, kind),
-            # Model updates are a broadcast log read from the start by every worker; one partition keeps order.
-            partitions=1 if kind == MODEL_UPDATES else partitions,
+            partitions=1 if kind in SINGLE_PARTITION else partitions,
             replication_factor=replication_factor,
             config={"cleanup.policy": "compact"} if kind in COMPACTED else {},
         )

@@ -42,10 +42,12 @@ class Decision:
     window: dict[str, Any] = field(default_factory=dict)  # sizes: read, split, replay, new items
     timing: dict[str, float] = field(default_factory=dict)  # seconds per stage and in total
     announced: bool | None = None  # model-update message sent (published runs)
+    trial: str | None = None  # published on trial (shadow or canary) beside the champion, not promoted
 
     def summary(self) -> str:
         """One line for logs and the console."""
-        parts = [f"run {self.run_id}: {self.decision.upper()} ({self.reason})"]
+        on_trial = f" on trial ({self.trial}; `istream guard` decides)" if self.trial else ""
+        parts = [f"run {self.run_id}: {self.decision.upper()}{on_trial} ({self.reason})"]
         if self.metrics:
             parts.append(
                 " vs ".join(

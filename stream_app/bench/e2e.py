@@ -7,7 +7,10 @@ shares come from the workers' own metrics; CPU and peak RSS from the worker proc
 ``compare_naive`` the naive reference pipeline (tests/bench/naive_worker.py) replays the same
 events on fresh topics of the same broker, and the report gives the ratio; with ``compare_relay``
 the relay reference (tests/bench/relay_worker.py: Faust and the broker, no work) does, and the
-report gives the share of that ceiling the pipeline reached.
+report gives the share of that ceiling the pipeline reached. With ``shadow`` the same events run
+again, on fresh topics of the same broker, with a challenger in shadow beside the serving model (the
+serving model's checkpoint exported again as the fine-tune job exports, so it costs what the serving
+model costs, in a copy of the registry), and the report gives the ratio of worker CPU per event.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import shutil
 import sys
 import time
 import uuid
@@ -52,6 +56,8 @@ THROUGHPUT_TARGET = 20_000  # events/s, clicks only (issue targets; reported, ne
 P99_TARGET_MS = 50.0
 ENCODER_SHARE_TARGET = 0.8
 NAIVE_SPEEDUP_TARGET = 10.0
+SHADOW_CPU_TARGET = 2.0  # worker CPU per event with a shadow / without
+ONLINE_EVAL_SHARE_TARGET = 0.05  # the online evaluation's stage ("judge") in the worker's stage time
 # A naive worker busy less than this waited on the broker (seen on Tansu: 0.43 cores and 246 events/s
 # in a run where others gave 0.84-0.87 cores and 504-584/s); its rate then flatters the speed-up.
 NAIVE_BUSY_MIN = 0.75
@@ -68,6 +74,7 @@ class E2EOptions:
     order: str = "interleaved"  # workload.ORDERS
     compare_naive: bool = False
     compare_relay: bool = False
+    shadow: bool = False
     profile_dir: Path | None = None  # py-spy profiles of the workers while timed
     idle_timeout: float = 60.0
 
@@ -158,9 +165,17 @@ def pipeline_figures(t: Timings, sampler: ProcessSampler) -> dict[str, Any]:
 
 
 def _run_pipeline(
-    settings: Settings, registry: Path, workload: Workload, opts: E2EOptions, argv: list[str] | None
+    settings: Settings,
+    registry: Path,
+    workload: Workload,
+    opts: E2EOptions,
+    argv: list[str] | None,
+    ready: str | None = None,
 ) -> tuple[Timings, dict[str, Any], list[dict[str, float]], list[dict[str, float]]]:
+    """``ready``: a line each worker logs before it is timed (beyond being up)."""
     with Workers(settings, registry, opts.workers, env=tuning_env(), argv=argv) as workers:
+        for p in workers.processes if ready else ():
+            p.wait_for(ready, 120.0)
         warm_up(settings, opts.partitions)
         before = workers.scrape() if argv is None else []
         pids = [p.pid for p in workers.processes]
@@ -184,6 +199,40 @@ def _summed(before: list[dict[str, float]], after: list[dict[str, float]], prefi
             label = key.partition("=")[2].rstrip("}") or key
             total[label] = total.get(label, 0.0) + value
     return total
+
+
+def shadow_registry(settings: Settings, registry: Path, work_dir: Path) -> Path:
+    """A registry of ``registry``'s CURRENT alone, whose trial runs, in shadow, CURRENT's checkpoint exported
+    again (a new version, signed with the workers' key when they have one)."""
+    from export.registry import Registry
+    from stream_app.finetune.job import JobOptions, champion_checkpoint, open_registry, publish
+
+    champion = Registry(registry).current()
+    if champion is None:
+        raise ConfigError(f"registry {registry} has no CURRENT version to serve")
+    copy = work_dir / "shadow-registry"
+    shutil.rmtree(copy, ignore_errors=True)
+    reg = open_registry(settings, JobOptions(registry=copy))
+    reg.promote(reg.publish(Registry(registry).bundle_path(champion)))
+    publish(reg, champion_checkpoint(reg, champion), champion, lambda stage: None, trial="shadow")
+    return copy
+
+
+def _pipeline_figures(
+    settings: Settings, registry: Path, workload: Workload, opts: E2EOptions, ready: str | None = None
+) -> tuple[Timings, dict[str, Any]]:
+    """One timed run of the pipeline, with its workers' stage times, dead letters, state reads, batch sizes."""
+    timings, figures, before, after = _run_pipeline(settings, registry, workload, opts, None, ready)
+    stages = _summed(before, after, STAGE_SUM)
+    total = sum(stages.values()) or 1.0
+    figures["stage_seconds"] = stages
+    figures["stage_shares"] = {stage: seconds / total for stage, seconds in stages.items()}
+    figures["dead_letters"] = sum(_summed(before, after, DEAD_LETTERS).values())
+    figures["state_reads"] = _summed(before, after, STATE_READS)
+    batches = sum(_summed(before, after, f"{BATCH_SIZE}_count").values())
+    figures["events_per_batch"] = sum(_summed(before, after, f"{BATCH_SIZE}_sum").values()) / max(batches, 1.0)
+    figures["timeline"] = throughput_timeline(timings)
+    return timings, figures
 
 
 def _reference_argv(script: Path, flag: str) -> list[str]:
@@ -222,18 +271,12 @@ def run_e2e(
         report["encoder"] = encoder_ceiling(registry, base, workload.texts, chunk)
     with broker(work_dir, bootstrap) as bs:
         settings = fresh_topics(base, bs, work_dir / "pipeline", opts.partitions)
-        timings, figures, before, after = _run_pipeline(settings, registry, workload, opts, None)
-        stages = _summed(before, after, STAGE_SUM)
-        total = sum(stages.values()) or 1.0
-        figures["stage_seconds"] = stages
-        figures["stage_shares"] = {stage: seconds / total for stage, seconds in stages.items()}
-        figures["dead_letters"] = sum(_summed(before, after, DEAD_LETTERS).values())
-        figures["state_reads"] = _summed(before, after, STATE_READS)
-        batches = sum(_summed(before, after, f"{BATCH_SIZE}_count").values())
-        figures["events_per_batch"] = sum(_summed(before, after, f"{BATCH_SIZE}_sum").values()) / max(batches, 1.0)
-        figures["timeline"] = throughput_timeline(timings)
-        report["pipeline"] = figures
+        timings, report["pipeline"] = _pipeline_figures(settings, registry, workload, opts)
         report["latencies_ms"] = timings.latencies_ms().round(3).tolist()
+        if opts.shadow:
+            shadowed = shadow_registry(base, registry, work_dir)
+            shadow_settings = fresh_topics(base, bs, work_dir / "shadow", opts.partitions)
+            _, report["shadow"] = _pipeline_figures(shadow_settings, shadowed, workload, opts, "trial: ")
         for name, argv in references.items():
             ref_settings = fresh_topics(base, bs, work_dir / name, opts.partitions)
             ref_timings, ref, _, _ = _run_pipeline(ref_settings, registry, workload, opts, argv)
@@ -273,6 +316,17 @@ def targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "target": f">= {ENCODER_SHARE_TARGET}",
             "met": rate / ceiling >= ENCODER_SHARE_TARGET,
         }
+    judge = pipe.get("stage_shares", {}).get("judge")
+    if judge is not None:
+        out["online evaluation share of worker stage time"] = {
+            "figure": judge, "target": f"<= {ONLINE_EVAL_SHARE_TARGET}", "met": judge <= ONLINE_EVAL_SHARE_TARGET
+        }  # fmt: skip
+    if "shadow" in report:
+        ratio = report["shadow"]["worker_cpu_us_per_event"] / pipe["worker_cpu_us_per_event"]
+        report["shadow_cpu_per_event_ratio"] = ratio
+        out["worker CPU per event, shadow / none"] = {
+            "figure": ratio, "target": f"<= {SHADOW_CPU_TARGET}", "met": ratio <= SHADOW_CPU_TARGET
+        }  # fmt: skip
     if "naive" in report:
         naive = report["naive"]
         speedup = rate / naive["sustained_events_per_s"]

@@ -96,6 +96,14 @@ def e2e_markdown(report: dict[str, Any]) -> str:
                 ]
             ),
         ]
+    if "shadow" in report:
+        shadow = report["shadow"]
+        parts += ["## With a challenger in shadow, same events", table(pipeline_rows(shadow))]
+        shares = shadow.get("stage_shares", {})
+        parts.append(
+            f"Worker CPU per event with the shadow: **{report['shadow_cpu_per_event_ratio']:.2f}x** that without "
+            f"(the challenger's stage: {shares.get('challenger', 0.0):.1%} of its stage time)"
+        )
     if "naive" in report:
         parts += ["## Naive reference, same events", table(pipeline_rows(report["naive"]))]
         parts.append(

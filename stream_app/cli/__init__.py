@@ -31,6 +31,8 @@ SUBCOMMANDS: dict[str, str] = {
     "bootstrap": "stream_app.cli.bootstrap:bootstrap",
     "worker": "stream_app.cli.worker:worker",
     "finetune": "stream_app.cli.finetune:finetune",
+    "guard": "stream_app.cli.guard:guard",
+    "report": "stream_app.cli.report:report",
 }
 
 

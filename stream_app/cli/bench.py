@@ -181,6 +181,12 @@ out_option = click.option(
     help="Also run the relay reference (tests/bench: Faust and the broker, no work) on the same events.",
 )
 @click.option(
+    "--shadow",
+    is_flag=True,
+    help="Also run the same events with a challenger in shadow (the serving model exported again) and report the "
+    "worker CPU per event against the run without.",
+)
+@click.option(
     "--order",
     type=click.Choice(["interleaved", "time"]),
     default="interleaved",
@@ -202,6 +208,7 @@ def e2e(
     partitions: int,
     compare_naive: bool,
     compare_relay: bool,
+    shadow: bool,
     order: str,
     seed: int,
     profile: bool,
@@ -225,6 +232,7 @@ def e2e(
         order=order,
         compare_naive=compare_naive,
         compare_relay=compare_relay,
+        shadow=shadow,
         profile_dir=setup.out / "profile" if profile else None,
     )
     report = run_e2e(setup.settings, opts, setup.registry, bootstrap, setup.work / "runs", setup.data_dir)

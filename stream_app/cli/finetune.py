@@ -70,6 +70,19 @@ class Duration(click.ParamType):
 )
 @click.option("--seed", type=int, help="Seed of fine-tuning and replay sampling (default 0).")
 @click.option("--threads", type=click.IntRange(min=1), help="Torch threads for fine-tuning (default 1).")
+@click.option(
+    "--trial",
+    type=click.Choice(["shadow", "canary"]),
+    help="Publish beside CURRENT instead of promoting: in shadow, or as a canary for --canary-share of users; "
+    "`istream guard` promotes or rejects it on its live figures.",
+)
+@click.option(
+    "--canary-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.05,
+    show_default=True,
+    help="With --trial canary: the share of users (stable hash of user_id) it serves.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print each decision record as one JSON line.")
 @bootstrap_option
 @prefix_option
@@ -89,6 +102,8 @@ def finetune(
     min_judged_users: int | None,
     seed: int | None,
     threads: int | None,
+    trial: str | None,
+    canary_share: float,
     as_json: bool,
     bootstrap_servers: str | None,
     topic_prefix: str | None,
@@ -110,7 +125,8 @@ def finetune(
     settings = make_settings(bootstrap_servers=bootstrap_servers, topic_prefix=topic_prefix, registry_dir=registry_dir)
     options = JobOptions.from_settings(
         settings, window_s=window_s, replay_fraction=replay_fraction, margin=margin, holdout=holdout, epochs=epochs,
-        lr=lr, min_train_events=min_train_events, min_judged_users=min_judged_users, seed=seed,
+        lr=lr, min_train_events=min_train_events, min_judged_users=min_judged_users, seed=seed, threads=threads,
+        trial=trial, canary_share=canary_share,
     )  # fmt: skip
 
     def report(decision) -> None:

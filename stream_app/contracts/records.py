@@ -162,6 +162,74 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     raw_encoding: Literal["utf-8", "base64"] = "utf-8"
 
 
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Sum = Annotated[float, msgspec.Meta(ge=0.0)]
+Exposure = Literal["served", "shadow"]
+# History length before the judged event, as `istream evaluate` buckets it; `returning`: the event came after
+# ISTREAM_ONLINE_SESSION_GAP_S without events; `cold_start`: the judged list was the trending one.
+Cohort = Literal["cold_start", "returning", "1-2", "3-5", "6-10", "11-50", ">50"]
+UnjudgedReason = Literal["first_event", "no_list", "unknown_item"]
+
+
+class JudgedCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """The lists of one model version, exposure and cohort that users' next events judged. A list is
+    ``served`` when its recommendations record was emitted, ``shadow`` when it was only ranked."""
+
+    model_version: str
+    exposure: Exposure
+    cohort: Cohort
+    judged: Count
+    hits: Count  # the event's item was in the list (hit@k)
+    reciprocal_rank: Sum  # sum of 1 / rank over the hits
+    ndcg: Sum  # sum of 1 / log2(rank + 1) over the hits (one relevant item: DCG = NDCG)
+    new_items: Count  # judged events whose item was not among the user's recently seen items
+    new_item_hits: Count
+
+
+class UnjudgedCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """Applied events that judged no list of ``model_version``'s columns, and why: the user's first event,
+    no list kept (a state from before online evaluation, a bootstrap, a new challenger), or an item the
+    model's index does not know (it could never have been recommended)."""
+
+    model_version: str
+    reason: UnjudgedReason
+    events: Count
+
+
+class PairedCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """Events that judged both the champion's and the challenger's list (cold-start lists left out):
+    the paired comparison the guard decides by."""
+
+    champion: str
+    challenger: str
+    judged: Count
+    both_hit: Count
+    champion_only: Count
+    challenger_only: Count
+    ndcg_diff: float  # sum of challenger NDCG - champion NDCG
+    ndcg_diff_sq: Sum
+
+
+class OnlineMetrics(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One worker's online evaluation over one window of its clock (topic ``<prefix>.online-metrics``, key
+    the worker): exact counts, so windows of every worker sum to the stream's figures. A window ends after
+    ISTREAM_ONLINE_WINDOW_S or when the worker's models change, so each holds one lineup."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    worker: str
+    window_start: EpochMs
+    window_end: EpochMs
+    k: Annotated[int, msgspec.Meta(ge=1)]
+    champion: str
+    challenger: str | None = None
+    trial_mode: Literal["shadow", "canary"] | None = None
+    canary_share: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
+    judged: list[JudgedCounts] = []
+    unjudged: list[UnjudgedCounts] = []
+    paired: list[PairedCounts] = []
+
+
 RECORDS: dict[str, type[msgspec.Struct]] = {
     "event": Event,
     "item": Item,
@@ -169,6 +237,7 @@ RECORDS: dict[str, type[msgspec.Struct]] = {
     "recommendation": Recommendation,
     "model_update": ModelUpdate,
     "dead_letter": DeadLetter,
+    "online_metrics": OnlineMetrics,
     "user_recommendations": UserRecommendations,
     "user_interest": UserInterest,
     "query_error": QueryError,

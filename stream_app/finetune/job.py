@@ -41,7 +41,7 @@ from stream_app.finetune.kafka import (
     read_catalog,
     read_window,
 )
-from stream_app.settings import Settings
+from stream_app.settings import Settings, given
 
 if TYPE_CHECKING:
     from export.registry import Registry
@@ -76,6 +76,8 @@ class JobOptions:
     replay_max_events: int = 64  # per sequence
     seed: int = 0
     threads: int = 1
+    trial: str | None = None  # shadow or canary: run the published version beside CURRENT, for the guard to decide
+    canary_share: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> JobOptions:
@@ -85,7 +87,7 @@ class JobOptions:
             "replay_fraction": settings.finetune_replay_fraction,
             "margin": settings.finetune_margin,
         }
-        return cls(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
+        return cls(**given(base, overrides))
 
     @property
     def state_dir(self) -> Path:
@@ -129,11 +131,17 @@ def champion_checkpoint(registry: Registry, version: str) -> Path:
 
 
 def publish(
-    registry: Registry, checkpoint_dir: Path, champion: str, on_stage: Callable[[str], None]
-) -> tuple[str, ModelUpdate]:
+    registry: Registry,
+    checkpoint_dir: Path,
+    champion: str,
+    on_stage: Callable[[str], None],
+    trial: str | None = None,
+    canary_share: float = 0.0,
+) -> tuple[str, ModelUpdate | None]:
     """Export ``checkpoint_dir`` as the champion was exported (name, opset, optimized and int8 encoder
     alike; parent = ``champion``), put it in the registry, move CURRENT; returns the version and its
-    update message."""
+    update message. With ``trial`` (shadow or canary) CURRENT stays: the version runs beside it (no update
+    message) until the guard (`istream guard`) promotes or rejects it on its live figures."""
     from export.bundle import export_bundle
     from export.manifest import MANIFEST
     from export.onnx_export import DEFAULT_OPSET
@@ -154,6 +162,9 @@ def publish(
             f"CURRENT moved from {champion} to {registry.current()} while this run trained; version {version} "
             "is published but not promoted (promote it with `istream models promote` if wanted)"
         )
+    if trial is not None:
+        registry.open_trial(version, trial, canary_share if trial == "canary" else 0.0, if_current=champion)
+        return version, None
     registry.promote(version)
     on_stage(PROMOTED)
     bundle = registry.bundle_path(version)
@@ -169,6 +180,16 @@ def publish(
 
 def _no_stage(_: str) -> None:
     pass
+
+
+def _trial_open(registry: Registry, options: JobOptions) -> str | None:
+    """Why a run for a trial publishes nothing: the guard has not decided the open trial yet (a new one
+    would replace it, and a challenger would never run long enough to be judged, or a promotion would
+    lose its watch)."""
+    trial = registry.trial() if options.trial is not None else None
+    if trial is None:
+        return None
+    return f"trial of {trial.describe()} is still open; the guard decides it first (`istream models live`)"
 
 
 def conclude(
@@ -198,11 +219,12 @@ def conclude(
             f"registry {options.registry} has no CURRENT version to start from; "
             "export a model and promote it first (`istream export`, `istream models publish/promote`)"
         )
+    skip = split.skip_reason or _trial_open(registry, options)
     decision = Decision(
         run_id=new_run_id(),
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         decision="skipped",
-        reason=split.skip_reason or "",
+        reason=skip or "",
         champion=champion,
         margin=options.margin,
         window={**window.stats(), **split.stats()},
@@ -213,7 +235,7 @@ def conclude(
     )
     reservoir.forget(window.forgotten)
     update = None
-    if split.skip_reason is None:
+    if skip is None:
         replay = reservoir.sample(
             replay_budget(len(split.train), options.replay_fraction),
             np.random.default_rng([options.seed, reservoir.offered]),
@@ -230,8 +252,10 @@ def conclude(
             decision.decision, decision.reason = "rejected", result.reason
             if result.publish:
                 t0 = time.perf_counter()
-                decision.challenger, update = publish(registry, result.challenger_dir, champion, on_stage)
-                decision.decision = "published"
+                decision.challenger, update = publish(
+                    registry, result.challenger_dir, champion, on_stage, options.trial, options.canary_share
+                )
+                decision.decision, decision.trial = "published", options.trial
                 decision.timing["publish_s"] = time.perf_counter() - t0
     reservoir.offer(window.events)
     reservoir.save()

@@ -55,6 +55,7 @@ def define_agents(
             with contextlib.suppress(asyncio.CancelledError):
                 await engine.settle()  # the last batch's writes, before the producers close
                 if engine.started:
+                    engine.publish_online(engine.online.close())  # the open window's counts
                     try:
                         await engine.persist_trending()  # a restarted worker goes on from these counts
                     except Exception as exc:

@@ -21,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,9 @@ from threadpoolctl import threadpool_limits
 
 from stream_app import topics
 from stream_app.cluster import client_config
-from stream_app.contracts import ContractError
+from stream_app.contracts import ContractError, OnlineMetrics, encode
 from stream_app.settings import Settings
+from stream_app.worker.app import app_id
 from stream_app.worker.dead_letter_log import DeadLetterLog
 from stream_app.worker.decode import RawRecord, Rejected, dead_letter, decode_catalog_record
 from stream_app.worker.event_time import EventTimePolicy
@@ -43,12 +46,21 @@ from stream_app.worker.isolation import ENVIRONMENT_FAULTS, isolate
 from stream_app.worker.item_index import Catalog, ItemIndex
 from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.offsets import OffsetTracker
+from stream_app.worker.online_eval import OnlineConfig, OnlineWindow
 from stream_app.worker.outputs import ChangelogProducer, OutputProducer
-from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving, dead_letter_output, process_batch
+from stream_app.worker.pipeline import (
+    BatchResult,
+    Output,
+    PipelineConfig,
+    Serving,
+    dead_letter_output,
+    process_batch,
+)
 from stream_app.worker.state_cache import NOT_CACHED, StateCache
 from stream_app.worker.state_codec import NO_TS, StateCodecError, UserState, active_at, decode_state
 from stream_app.worker.tables import TRENDING_KEY, BatchStates, local_store, write_through
 from stream_app.worker.trending import Trending
+from stream_app.worker.trial import Challenger, TrialChange, TrialWatcher
 
 log = logging.getLogger(__name__)
 TRENDING_PERSIST_S = 5.0  # how often the trending counts are stored (a kill -9 loses at most these seconds)
@@ -72,6 +84,9 @@ def pipeline_config(settings: Settings, partitions: int = 0) -> PipelineConfig:
         ),
         partitions=partitions,
         misrouted=settings.misrouted,
+        online=OnlineConfig(settings.top_k, settings.cold_start_events, settings.online_session_gap_s)
+        if settings.online_evaluation
+        else None,
     )
 
 
@@ -94,11 +109,28 @@ def _freeze_long_lived() -> None:
 
 
 def apply_catalog_records(
-    records: list[RawRecord], catalog: Catalog, serving: Serving
+    records: list[RawRecord], catalog: Catalog, serving: Serving, others: Sequence[Serving] = ()
 ) -> tuple[int, int, list[Rejected]]:
     """Items-topic records into ``catalog`` and the serving index: (items added to the index, items removed,
     ``Rejected`` records). A record that is no catalog record is rejected with its reason; when embedding
-    the new items' texts fails, each is embedded alone and those that fail are rejected (``error``)."""
+    the new items' texts fails, each is embedded alone and those that fail are rejected (``error``).
+    The ``others`` (a challenger, a model held to reuse) follow the serving index."""
+    added, removed, rejected = _apply_catalog_records(records, catalog, serving)
+    touched = {record.key.decode("utf-8", "replace") for record in records if record.key is not None}
+    for other in others:
+        upserts = {item: catalog.texts[item] for item in touched if item in catalog.texts}
+        try:
+            other.index.apply_catalog(other.runtime, upserts, touched & catalog.removed)
+        except ENVIRONMENT_FAULTS:
+            raise
+        except Exception as exc:  # the serving index has them; a challenger ranks without them
+            log.error("catalog change not applied to model %s: %r", other.version, exc, exc_info=exc)
+    return added, removed, rejected
+
+
+def _apply_catalog_records(
+    records: list[RawRecord], catalog: Catalog, serving: Serving
+) -> tuple[int, int, list[Rejected]]:
     upserts: dict[str, str] = {}
     removed: set[str] = set()
     source: dict[str, RawRecord] = {}
@@ -149,7 +181,10 @@ class WorkerEngine:
         self.names = {kind: topics.topic_name(settings.topic_prefix, kind) for kind in topics.ALL}
         self.dead_letter_log = DeadLetterLog(self.names[topics.DEADLETTER])
         self.serving: Serving | None = None
+        self.challenger: Challenger | None = None  # the registry's TRIAL, run beside ``serving``
+        self._retired: Serving | None = None  # the model that ran last before the current ones, kept to reuse
         self._swapper: ModelSwapper | None = None
+        self._trials: TrialWatcher | None = None
         self._producer: OutputProducer | None = None
         self._changelog: ChangelogProducer | None = None
         self._feeds: list[TopicFeed] = []
@@ -164,6 +199,8 @@ class WorkerEngine:
         self.ready = False  # the owned partitions' tables are restored (Faust's recovery is done)
         self._trending_loaded: set[int] = set()
         self._sweep_from: dict[int, bytes] = {}  # partition -> the key the next expiry sweep starts at
+        worker = f"{app_id(settings)}@{socket.gethostname()}:{os.getpid()}"
+        self.online = OnlineWindow(worker, settings.top_k, settings.online_window_s)
 
     def attach(self, states: faust.Table, trending: faust.Table) -> None:
         """The worker's tables (``tables.user_to_state``, ``tables.partition_to_trending``)."""
@@ -178,9 +215,10 @@ class WorkerEngine:
             threadpool_limits(self.settings.worker_blas_threads, user_api="blas")  # process-wide, kept
 
         root = Path(self.settings.registry_dir)
-        self._swapper = ModelSwapper(
-            Registry(root), root, runtime_loader(self.settings), self.metrics, self.settings.model_poll_s
-        )
+        registry, load, poll_s = Registry(root), runtime_loader(self.settings), self.settings.model_poll_s
+        self._swapper = ModelSwapper(registry, root, load, self.metrics, poll_s, held=self._held_runtime)
+        self._trials = TrialWatcher(registry, load, self._held_runtime, self.metrics, poll_s)
+        self.metrics.trial.info({"version": "", "mode": "none", "share": "0"})
         try:
             self._serve(self._swapper.load_current())
         except BundleError as exc:
@@ -214,8 +252,9 @@ class WorkerEngine:
         for producer in (self._producer, self._changelog):
             if producer is not None:
                 producer.close()
-        if self._swapper is not None:
-            self._swapper.close()
+        for watcher in (self._swapper, self._trials):
+            if watcher is not None:
+                watcher.close()
 
     def revoked(self, partitions: set[Any]) -> None:
         """Partitions (``TP``s) taken from this worker: another may move their users on meanwhile."""
@@ -317,8 +356,30 @@ class WorkerEngine:
             self._sweep_from[partition] = it.key()
         return expired
 
+    def _held(self) -> list[Serving]:
+        """The models this worker holds: serving, the challenger, the one that ran last before them."""
+        held = [self.serving, self.challenger.serving if self.challenger is not None else None, self._retired]
+        # once each: the challenger may be the retired model run again, and a catalog change is applied per model
+        return list({id(serving): serving for serving in held if serving is not None}.values())
+
+    def _held_runtime(self, version: str) -> Any | None:
+        return next((s.runtime for s in self._held() if s.version == version), None)
+
+    def _serving_of(self, runtime: Any) -> Serving:
+        """The held ``Serving`` of ``runtime`` (its index kept current), else a new one."""
+        held = next((s for s in self._held() if s.runtime is runtime), None)
+        return held if held is not None else Serving(runtime, ItemIndex.for_model(runtime, self.catalog))
+
+    def _retire(self, serving: Serving | None) -> None:
+        if serving is not None and serving is not self.serving:
+            self._retired = serving
+
     def _serve(self, runtime: Any) -> None:
-        self.serving = Serving(runtime, ItemIndex.for_model(runtime, self.catalog))
+        serving, old = self._serving_of(runtime), self.serving
+        self.serving = serving
+        self._retire(old)
+        if self.challenger is not None and self.challenger.version == runtime.version:
+            self.challenger = None  # promoted: the trial that named it is over (the watcher learns it next)
         _freeze_long_lived()
         self.metrics.model.info({"version": runtime.version, "provider": str(getattr(runtime, "provider", ""))})
         self.metrics.catalog_items.set(len(self.serving.index))
@@ -329,8 +390,15 @@ class WorkerEngine:
             len(self.serving.index),
         )
 
+    def publish_online(self, record: OnlineMetrics | None) -> None:
+        """Send a closed window's online-metrics record (flushed with the next batch's outputs, or at stop)."""
+        if record is not None:
+            key = record.worker.encode()
+            self._producer.send_outputs([Output(topics.ONLINE_METRICS, key, encode(record))])
+
     def between_batches(self) -> None:
         self.dead_letter_log.tick()
+        self.publish_online(self.online.due())
         self._apply_items(self._items.drain())
         for record in self._updates.drain():
             self._swapper.notice_update(record.value)
@@ -342,11 +410,37 @@ class WorkerEngine:
                 raise
             except Exception as exc:  # e.g. indexing the catalog with it: the serving model stays
                 self._swapper.reject(runtime.version, exc, self.serving.version)
+        change = self._trials.poll(self.serving.version, self.serving.runtime.text_dim)
+        if change is not None:
+            try:
+                self._run_beside(change)
+            except ENVIRONMENT_FAULTS:
+                raise
+            except Exception as exc:  # indexing the catalog with it failed: the champion runs alone
+                self._trials.refused.add(change.runtime.version)
+                log.error("trial refused: version=%s error=%r", change.runtime.version, exc)
+                self.metrics.swap_refusals.labels("trial").inc()
+
+    def _run_beside(self, change: TrialChange) -> None:
+        old = self.challenger
+        if change.runtime is None:
+            self.challenger = None
+        else:
+            self.challenger = Challenger(self._serving_of(change.runtime), change.mode, change.share)
+        if old is not None and (self.challenger is None or old.serving is not self.challenger.serving):
+            self._retire(old.serving)
+        c = self.challenger
+        self.metrics.trial.info(
+            {"version": c.version, "mode": c.mode, "share": f"{c.share:g}"}
+            if c is not None
+            else {"version": "", "mode": "none", "share": "0"}
+        )
+        _freeze_long_lived()
 
     def _apply_items(self, records: list[RawRecord]) -> None:
         if not records:
             return
-        added, removed, rejected = apply_catalog_records(records, self.catalog, self.serving)
+        added, removed, rejected = apply_catalog_records(records, self.catalog, self.serving, self._held()[1:])
         self.metrics.catalog_items.set(len(self.serving.index))
         if added or removed:
             log.info("catalog: items_added=%d items_removed=%d", added, removed)
@@ -373,14 +467,17 @@ class WorkerEngine:
         now_ms = int(time.time() * 1000)
         try:
             result = process_batch(
-                records, states.load, self.serving, self.trending, self.config, self.state_cache, now_ms
-            )
+                records, states.load, self.serving, self.trending, self.config, self.state_cache, now_ms,
+                self.challenger,
+            )  # fmt: skip
         except ENVIRONMENT_FAULTS:
             raise
         except Exception as exc:
             log.error("a batch of %d records failed (%r); isolating the record that fails it", len(records), exc)
             await self.settle()  # the states the failed batch took are in the table once these writes are done
-            result = isolate(records, exc, states.load, self.serving, self.trending, self.config, now_ms)
+            result = isolate(
+                records, exc, states.load, self.serving, self.trending, self.config, now_ms, self.challenger
+            )
         await self.settle()  # the previous batch's outputs and states go first
         self.state_cache.hold(result.states)
         self._producer.send_outputs(result.outputs)
@@ -444,6 +541,10 @@ class WorkerEngine:
             m.records_out.labels(kind).inc(n)
         for stage, seconds in result.timings.items():
             m.stage_seconds.labels(stage).observe(seconds)
+        if result.judgements:
+            m.count_online(result.judgements)
+            self.publish_online(self.online.add(result.judgements))
+        self.publish_online(self.online.due())
         now = time.time()
         for event in events:
             m.produce_to_emit.observe(max(0.0, now - event.message.timestamp))

@@ -9,7 +9,8 @@ does not decode) and its sha256 is that of the bundle's ``manifest.json`` (``sha
 holds every file's sha256). Anyone who can write the topic can at most make workers re-read the
 registry. Loading verifies every sha256 (and the signature when a key is configured) and runs a
 smoke inference in a worker thread; a bundle that fails is refused (``verification``), and the
-serving model stays.
+serving model stays. A version the worker holds already (the challenger a promotion makes CURRENT,
+``trial``) is swapped in without loading it again.
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ class ModelSwapper:
         metrics: WorkerMetrics,
         poll_s: float,
         clock: Callable[[], float] = time.monotonic,
+        held: Callable[[str], Any | None] = lambda version: None,
     ) -> None:
         self._registry = registry
+        self._held = held
         self._root = root.resolve()
         self._load = load
         self._metrics = metrics
@@ -123,6 +126,12 @@ class ModelSwapper:
         if version == self.serving_version or version in self.refused:
             return
         if self._pending is not None and self._pending[0] == version:
+            return
+        runtime = self._held(version)
+        if runtime is not None:  # verified when it was loaded; a registry version never changes
+            future: Future = Future()
+            future.set_result(runtime)
+            self._pending = (version, future)
             return
         log.info("model %s: verifying %s", version, bundle)
         self._pending = (version, self._executor.submit(self._load, bundle))

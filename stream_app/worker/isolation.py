@@ -23,6 +23,7 @@ from rocksdict import DbClosedError
 from stream_app.worker.decode import RawRecord, dead_letter
 from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving, dead_letter_output, process_batch
 from stream_app.worker.trending import Trending
+from stream_app.worker.trial import Challenger
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def isolate(
     trending: Trending,
     config: PipelineConfig,
     now_ms: int,
+    challenger: Challenger | None = None,
 ) -> BatchResult:
     """The result of ``records``, whose whole batch raised ``failure``: every record processed but those
     that fail alone, which are dead-lettered. ``load_state`` must read what the previous batch wrote.
@@ -53,7 +55,7 @@ def isolate(
     def run(part: Sequence[RawRecord], error: Exception | None) -> None:
         if error is None:
             try:
-                result = process_batch(part, load, serving, trending, config, None, now_ms)
+                result = process_batch(part, load, serving, trending, config, None, now_ms, challenger)
             except ENVIRONMENT_FAULTS:
                 raise
             except Exception as exc:
@@ -85,5 +87,10 @@ def _merge(into: BatchResult, part: BatchResult) -> None:
     into.states = [s for s in into.states if s[0] not in users] + part.states
     into.counts.update(part.counts)
     into.dead_letter_reasons.update(part.dead_letter_reasons)
+    if part.judgements is not None:
+        if into.judgements is None:
+            into.judgements = part.judgements
+        else:
+            into.judgements.add(part.judgements)
     for stage, seconds in part.timings.items():
         into.timings[stage] = into.timings.get(stage, 0.0) + seconds

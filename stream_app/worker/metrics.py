@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
-STAGES = ("decode", "load", "dedupe", "encode", "step", "rank", "serialize", "emit", "store")
+from stream_app.worker.online_eval import Judgements
+
+STAGES = ("decode", "load", "dedupe", "encode", "step", "rank", "challenger", "judge", "serialize", "emit", "store")
 
 
 class WorkerMetrics:
@@ -51,6 +53,10 @@ class WorkerMetrics:
             "istream_consumer_lag", "Records behind the end, by partition.", ["partition"], registry=r
         )
         self.model = Info("istream_model", "Serving model version and ONNX Runtime provider.", registry=r)
+        self.trial = Info(
+            "istream_trial", "The model run beside the serving one: version, mode (shadow, canary, none), share.",
+            registry=r,
+        )  # fmt: skip
         self.swaps = Counter("istream_model_swaps", "Model versions swapped in.", registry=r)
         self.swap_refusals = Counter("istream_model_refusals", "Model versions refused.", ["reason"], registry=r)
         self.catalog_items = Gauge("istream_catalog_items", "Recommendable items in the index.", registry=r)
@@ -69,6 +75,59 @@ class WorkerMetrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
             registry=r,
         )
+
+        judged = ["model_version", "exposure", "cohort"]
+        self.online_judged = Counter(
+            "istream_online_judged",
+            "Lists served (or ranked in shadow) that the user's next event judged, by online evaluation.",
+            judged,
+            registry=r,
+        )
+        self.online_hits = Counter(
+            "istream_online_hits", "Judged lists that held the next event's item (hit@K).", judged, registry=r
+        )
+        self.online_reciprocal_rank = Counter(
+            "istream_online_reciprocal_rank", "Sum of 1/rank of the next event's item over judged lists.", judged,
+            registry=r,
+        )  # fmt: skip
+        self.online_ndcg = Counter(
+            "istream_online_ndcg", "Sum of NDCG@K (1/log2(rank+1)) over judged lists.", judged, registry=r
+        )
+        self.online_new_items = Counter(
+            "istream_online_new_items", "Judged lists whose next event's item was new to the user.", judged, registry=r
+        )
+        self.online_new_item_hits = Counter("istream_online_new_item_hits", "Hits among them.", judged, registry=r)
+        self.online_unjudged = Counter(
+            "istream_online_unjudged",
+            "Applied events that judged no list, by reason (first_event, no_list, unknown_item).",
+            ["model_version", "reason"],
+            registry=r,
+        )
+        self.online_paired = Counter(
+            "istream_online_paired",
+            "Events that judged both the champion's and the challenger's list, by outcome (both, champion_only, "
+            "challenger_only, neither).",
+            ["champion", "challenger", "outcome"],
+            registry=r,
+        )
+
+    def count_online(self, j: Judgements) -> None:
+        """A batch's online evaluation (a handful of label sets: one add each)."""
+        for labels, (judged, hits, rr, ndcg, new, new_hits) in j.judged.items():
+            self.online_judged.labels(*labels).inc(judged)
+            self.online_hits.labels(*labels).inc(hits)
+            self.online_reciprocal_rank.labels(*labels).inc(rr)
+            self.online_ndcg.labels(*labels).inc(ndcg)
+            self.online_new_items.labels(*labels).inc(new)
+            self.online_new_item_hits.labels(*labels).inc(new_hits)
+        for labels, n in j.unjudged.items():
+            self.online_unjudged.labels(*labels).inc(n)
+        for pair, (n, both, champion_only, challenger_only, _, _) in j.paired.items():
+            for outcome, count in (
+                ("both", both), ("champion_only", champion_only), ("challenger_only", challenger_only),
+                ("neither", n - both - champion_only - challenger_only),
+            ):  # fmt: skip
+                self.online_paired.labels(*pair, outcome).inc(count)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

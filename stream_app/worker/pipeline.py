@@ -1,11 +1,20 @@
-"""One micro-batch through the hot path: decode -> route -> event-time policy -> encode -> step -> rank -> records.
+"""One micro-batch through the hot path: decode -> route -> event-time policy -> encode -> step -> rank -> judge
+-> records.
 
 ``process_batch`` is a plain function of the raw records, a state lookup and the serving model; it
 returns what to write (user states per partition) and what to emit (vectors, recommendations,
 tombstones, dead letters, misrouted records forwarded), so the Faust agent only moves bytes.
 Events of one user are applied in order: the step runs in waves, wave k holding every user's k-th
 action, each wave one batched ONNX call. A state written by another model version is first rebuilt
-by replaying its recent window on the serving model.
+by replaying its recent window on the serving model. Each new event then judges the list its user
+was served before it (``online_eval``), and its own list becomes the one the next event judges.
+
+With a challenger beside the serving model (``trial``), the batch's new events run a second time, on
+the challenger and on each user's challenger columns (``UserState.shadow``, rebuilt from the window
+like a state of another model when missing), over twins of the users' states that hold copies of
+their windows and seen items: the same code, waves and ranking, and nothing of the users' own lists
+moves twice. A canary user's outputs are the challenger's. When CURRENT becomes the challenger, a
+state's columns swap places instead of being rebuilt.
 """
 
 from __future__ import annotations
@@ -25,11 +34,13 @@ from stream_app.contracts import EVENT_TYPES, Event, Recommendation, ScoredItem,
 from stream_app.worker.decode import Incoming, RawRecord, Rejected, dead_letter, decode_records, group_by_user
 from stream_app.worker.event_time import EventTimePolicy, Reject, Verdict, decide, forget, remember
 from stream_app.worker.item_index import ItemEmbedder, ItemIndex
+from stream_app.worker.online_eval import Judgements, Lineup, OnlineConfig, ShadowLists, judge
 from stream_app.worker.ranking import cold, recommend
 from stream_app.worker.routing import partition_of, split_misrouted
 from stream_app.worker.state_cache import NOT_CACHED, StateCache
 from stream_app.worker.state_codec import (
     RecentEvent,
+    ShadowColumns,
     StateCodecError,
     UserState,
     as_stored,
@@ -37,6 +48,7 @@ from stream_app.worker.state_codec import (
     encode_state,
 )
 from stream_app.worker.trending import Trending
+from stream_app.worker.trial import Challenger
 
 log = logging.getLogger(__name__)
 TYPE_INDEX = {name: i for i, name in enumerate(EVENT_TYPES)}
@@ -82,6 +94,7 @@ class PipelineConfig:
     partitions: int = 0  # of the events topic: records off their user's partition are misrouted (0: no check)
     misrouted: str = "forward"  # or "deadletter"
     emit: bool = True  # False: states only, no outputs, no ranking, no trending (a bootstrap from history)
+    online: OnlineConfig | None = None  # online evaluation (None: off, and states keep no list served)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +121,9 @@ class BatchResult:
     counts: Counter = field(default_factory=Counter)
     dead_letter_reasons: Counter = field(default_factory=Counter)
     timings: dict[str, float] = field(default_factory=dict)
+    judgements: Judgements | None = None  # online evaluation's counts
+    # canary users' events: id(champion's _Emitted) -> (the challenger's _Emitted, its list), emitted instead
+    shown: dict[int, tuple] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -162,6 +178,10 @@ class _Emitted:
     short_term: np.ndarray
     owner: UserState
     cold: bool
+    known: bool  # its item has a row in the index
+    new: bool  # its item was not among the user's seen items
+    applied: int  # the owner's applied events after it
+    gap_s: float
     seen: list[str] | None = None
     window: list[RecentEvent] | None = None
     rows: ItemRows | None = None
@@ -225,6 +245,7 @@ def _plan(
         state is not None
         and not state.is_marker
         and (state.model_version != serving.version or state.state.shape != (serving.runtime.state_dim,))
+        and not _promoted(state, serving, result)
     ):
         # Rebuild: replay the window on the serving model from a zero state.
         result.counts["rebuilt"] += 1
@@ -265,6 +286,85 @@ def _plan(
         user.actions.append(_Step(state, None, event, event.text or None, gap, state.applied))
         result.counts["applied"] += 1
     user.state = state
+
+
+def _promoted(state: UserState, serving: Serving, result: BatchResult) -> bool:
+    """When the state's challenger columns belong to the serving model (it was promoted), swap the columns:
+    the champion's become the challenger's (the trial that watches a promotion runs it there)."""
+    shadow = state.shadow
+    if shadow is None or shadow.model_version != serving.version or shadow.state.shape != (serving.runtime.state_dim,):
+        return False
+    state.shadow = ShadowColumns(state.model_version, state.state, state.served)
+    state.model_version, state.state, state.served, state.vectors = (
+        shadow.model_version,
+        shadow.state,
+        shadow.served,
+        None,
+    )
+    result.counts["columns_swapped"] += 1
+    return True
+
+
+def _twins(users: list[_User], challenger: Challenger, result: BatchResult) -> tuple[list[_User], list[tuple]]:
+    """The batch's new events again, on each owner state's challenger columns: users whose actions step
+    twins of the owners (the challenger's recurrent state, copies of the owner's window and seen items as
+    they are before this batch), a rebuild from the window first where the columns are missing or of
+    another model. Also (owner, twin, the columns' last list) to put the twins' states back."""
+    version, state_dim = challenger.version, challenger.serving.runtime.state_dim
+    twins: dict[int, UserState] = {}
+    pairs: list[tuple[UserState, UserState, object]] = []
+    out: list[_User] = []
+    for user in users:
+        actions: list[_Step] = []
+        for action in user.actions:
+            if action is _FORGET or action.event is None:
+                continue
+            owner = action.owner
+            twin = twins.get(id(owner))
+            if twin is None:
+                columns = owner.shadow
+                kept = columns is not None and columns.model_version == version and columns.state.shape == (state_dim,)
+                state = columns.state if kept else np.zeros(state_dim, dtype=np.float32)
+                twin = twins[id(owner)] = UserState(version, state, seen=list(owner.seen), window=list(owner.window))
+                if not kept and owner.window:
+                    result.counts["shadow_rebuilt"] += 1
+                    actions += [_Step(twin, recent) for recent in owner.window]
+                pairs.append((owner, twin, columns.served if kept else None))
+            actions.append(_Step(twin, None, action.event, action.text, action.gap_s, action.applied, action.text_slot))
+        if actions:
+            out.append(_User(user.user_id, user.partition, None, actions))
+    return out, pairs
+
+
+def _run_challenger(
+    twins: tuple[list[_User], list[tuple]],
+    emitted: list[_Emitted],
+    challenger: Challenger,
+    recommendations: dict[int, list[ScoredItem]],
+    trending: Trending,
+    config: PipelineConfig,
+    embs: np.ndarray,
+    result: BatchResult,
+) -> ShadowLists:
+    """Step and rank the batch's new events on the challenger; its lists by ``id`` of the champion's event.
+    A cold-start list is the trending one whichever model serves."""
+    twin_users, pairs = twins
+    theirs = _run_waves(twin_users, challenger.serving, config, embs)
+    for owner, twin, served in pairs:
+        owner.shadow = ShadowColumns(challenger.version, twin.state, served)
+    ranked = _rank([e for e in theirs if not e.cold], challenger.serving, trending, config)
+    by_event = {id(e.event): e for e in theirs}
+    known, lists, exposed, shown = {}, {}, set(), {}
+    for e in emitted:
+        twin_event = by_event[id(e.event)]
+        key = id(e)
+        known[key] = twin_event.known
+        lists[key] = recommendations[key] if e.cold else ranked[id(twin_event)]
+        if challenger.serves(e.user_id):
+            exposed.add(key)
+            shown[key] = (twin_event, lists[key])
+    result.shown = shown
+    return ShadowLists(challenger.version, known, lists, frozenset(exposed))
 
 
 def dead_letter_output(rejected: Rejected) -> Output:
@@ -338,7 +438,7 @@ def _run_waves(users: list[_User], serving: Serving, config: PipelineConfig, emb
             earlier = unfrozen.get(id(s.owner))
             if earlier is not None:
                 earlier.freeze()  # _remember is about to change the lists it reads
-            _remember(s.owner, owner_rows, recent, row, config)
+            new = _remember(s.owner, owner_rows, recent, row, config)
             e = _Emitted(
                 user.user_id,
                 s.event,
@@ -347,6 +447,10 @@ def _run_waves(users: list[_User], serving: Serving, config: PipelineConfig, emb
                 out.short_term[i],
                 s.owner,
                 cold=s.applied < config.cold_start_events,
+                known=row >= 0,
+                new=new,
+                applied=s.applied,
+                gap_s=s.gap_s,
             )
             unfrozen[id(s.owner)] = e
             user.outputs.append(e)
@@ -370,15 +474,17 @@ def current_vectors(state: UserState, serving: Serving, config: PipelineConfig) 
     return replay.vectors
 
 
-def _remember(state: UserState, rows: ItemRows, recent: RecentEvent, row: int, config: PipelineConfig) -> None:
-    """Add the event to the state's window and seen items, and its item ``row`` to their ``rows``."""
+def _remember(state: UserState, rows: ItemRows, recent: RecentEvent, row: int, config: PipelineConfig) -> bool:
+    """Add the event to the state's window and seen items, and its item ``row`` to their ``rows``; whether
+    its item was new to the state (not among the seen items)."""
     state.window.append(recent)
     rows.window.append(row)
     cut = len(state.window) - config.window
     if cut > 0:
         del state.window[:cut], rows.window[:cut]
     seen = state.seen
-    if recent.item_id in seen:
+    new = recent.item_id not in seen
+    if not new:
         at = seen.index(recent.item_id)
         del seen[at], rows.seen[at]
     seen.append(recent.item_id)
@@ -386,6 +492,7 @@ def _remember(state: UserState, rows: ItemRows, recent: RecentEvent, row: int, c
     cut = len(seen) - config.seen  # not seen[:-n]: n = 0 keeps none
     if cut > 0:
         del seen[:cut], rows.seen[:cut]
+    return new
 
 
 def _rank(
@@ -419,9 +526,11 @@ def process_batch(
     config: PipelineConfig,
     cache: StateCache | None = None,
     now_ms: int | None = None,
+    challenger: Challenger | None = None,
 ) -> BatchResult:
     """``cache``: decoded states to use before ``load_state``; the batch takes its users' out of it.
-    ``now_ms``: the worker's clock for the event-time policy (default: now)."""
+    ``now_ms``: the worker's clock for the event-time policy (default: now). ``challenger``: the model
+    run beside ``serving`` (``trial``)."""
     result = BatchResult()
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     clock = time.perf_counter
@@ -455,56 +564,101 @@ def process_batch(
     t3 = clock()
     embs = serving.runtime.encode(texts) if texts else np.zeros((0, serving.runtime.text_dim), dtype=np.float32)
     t4 = clock()
+    # the challenger's twins copy the users' lists as they are before the champion's steps change them
+    twins = _twins(users, challenger, result) if challenger is not None and config.emit else None
     emitted = _run_waves(users, serving, config, embs)
     t5 = clock()
+    shadow = None
     if config.emit:
         home = {user.user_id: user.partition for user in users}
         events = [e.event for e in emitted]
         trending.add([ev.item_id for ev in events], [ev.ts for ev in events], [home[ev.user_id] for ev in events])
         recommendations = _rank(emitted, serving, trending, config)
+        if challenger is not None:
+            t = clock()
+            shadow = _run_challenger(twins, emitted, challenger, recommendations, trending, config, embs, result)
+            result.timings["challenger"] = clock() - t
+        else:
+            _drop_challenger_columns(emitted)
     t6 = clock()
+    if config.emit and config.online is not None:
+        items = [e.event.item_id for e in emitted]
+        lineup = Lineup(serving.version)
+        if challenger is not None:
+            lineup = Lineup(serving.version, challenger.version, challenger.mode, challenger.share)
+        result.judgements = judge(emitted, items, recommendations, lineup, config.online, shadow)
+    t7 = clock()
     if config.emit:
-        _serialize(users, emitted, recommendations, serving.version, result)
+        shown_version = challenger.version if challenger is not None else ""
+        _serialize(users, emitted, recommendations, serving.version, result, shown_version)
         result.outputs.extend(dead_letter_output(r) for r in rejected)
     else:
         _states_only(users, result)
     result.counts["late"] = result.dead_letter_reasons["late"]
     result.counts["emitted"] = len(emitted)
+    challenger_s = result.timings.pop("challenger", None)
     result.timings = {
         "decode": t1 - t0,
         "load": t2 - t1,
         "dedupe": t3 - t2,
         "encode": t4 - t3,
         "step": t5 - t4,
-        "rank": t6 - t5,
-        "serialize": clock() - t6,
+        "rank": t6 - t5 - (challenger_s or 0.0),
+        "judge": t7 - t6,
+        "serialize": clock() - t7,
     }
+    if challenger_s is not None:
+        result.timings["challenger"] = challenger_s
     return result
 
 
-def _serialize(
-    users: list[_User], emitted: list[_Emitted], recs: dict[int, list[ScoredItem]], version: str, result: BatchResult
-) -> None:
-    row = {id(e): i for i, e in enumerate(emitted)}
-    vectors = encode_interest_vectors(
+def _drop_challenger_columns(emitted: list[_Emitted]) -> None:
+    """No challenger runs: the columns of one that ran are dead weight in the states the batch writes."""
+    for e in emitted:
+        e.owner.shadow = None
+
+
+def _vectors(emitted: list[_Emitted], version: str) -> list[bytes]:
+    return encode_interest_vectors(
         [(e.user_id, e.event.event_id, e.event.ts) for e in emitted],
         version,
         np.stack([(e.interest, e.long_term, e.short_term) for e in emitted])
         if emitted
         else np.zeros((0, 3, 0), dtype=np.float32),
     )
+
+
+def _serialize(
+    users: list[_User],
+    emitted: list[_Emitted],
+    recs: dict[int, list[ScoredItem]],
+    version: str,
+    result: BatchResult,
+    shown_version: str = "",
+) -> None:
+    """The outputs of every user in order; a canary user's event (``result.shown``) gets the challenger's
+    (``shown_version``) vectors and list."""
+    shown = result.shown
+    mine = [e for e in emitted if id(e) not in shown] if shown else emitted
+    vectors = dict(zip(map(id, mine), _vectors(mine, version), strict=True))
+    if shown:
+        canary = [e for e in emitted if id(e) in shown]
+        twins = [shown[id(e)][0] for e in canary]
+        vectors.update(zip(map(id, canary), _vectors(twins, shown_version), strict=True))
     for user in users:
         key = user.user_id.encode()
         for out in user.outputs:
             if isinstance(out, Output):
                 result.outputs.append(out)
                 continue
-            ev = out.event
+            ev, served_by, items = out.event, version, recs[id(out)]
+            if shown and id(out) in shown:
+                served_by, items = shown_version, shown[id(out)][1]
             rec = Recommendation(
-                user_id=user.user_id, event_id=ev.event_id, ts=ev.ts, model_version=version, items=recs[id(out)]
+                user_id=user.user_id, event_id=ev.event_id, ts=ev.ts, model_version=served_by, items=items
             )
             result.outputs += [
-                Output(topics.VECTORS, key, vectors[row[id(out)]]),
+                Output(topics.VECTORS, key, vectors[id(out)]),
                 Output(topics.RECOMMENDATIONS, key, encode(rec)),
             ]
         if user.dirty:

@@ -6,14 +6,19 @@ recent events (to rebuild the state when the serving model changes) and a bounde
 seen items (excluded from recommendations). A forgotten user keeps only a *marker*: the marks,
 no recurrent state (S = 0), no window, no seen items, no model version.
 
+For online evaluation (``online_eval``) a state keeps the ids of the last top-K list the user was
+served (``served``: the model version that ranked it, whether its record was emitted, the items), so
+the user's next event can judge it; while a challenger runs beside the serving model (``shadow``),
+the challenger's own columns: its version, its packed recurrent state and its last list.
+
 A state also keeps what the query API answers from without stepping: the interest, long- and
 short-term vectors of the newest step; when the worker last applied an event to it (``active_at``,
 its clock: inactive states expire by it when a TTL is set); and up to which ts its events came from
 a bootstrapped history (``history_ts``: such events sent again are duplicates).
 
-Byte layout of version 4 (little-endian; ``str*`` is a string list, see below)::
+Byte layout of version 5 (little-endian; ``str*`` is a string list, see below)::
 
-    u8        codec version (4)
+    u8        codec version (5)
     i64       active_at          the worker's clock (epoch ms) when the state last applied an event
                                  (-1: unknown); first, so an expiry sweep reads 9 bytes of a value
     u8        m = byte length of the model version
@@ -40,8 +45,18 @@ Byte layout of version 4 (little-endian; ``str*`` is a string list, see below)::
     i64       history_ts         newest ts of the user's events a bootstrap applied (-1: none)
     u16       D, then f32[3, D]  interest, long-term and short-term vectors after the newest step
                                  (D = 0: none, as in a marker)
+    list      served             the last list served (below)
+    u8        m                  byte length of the challenger's version (0: no shadow columns, end)
+    m bytes   challenger version, UTF-8
+    u16       S', then f32[S']   the challenger's packed recurrent state
+    list      the challenger's last list
 
-Version 3 is the same without ``active_at``, ``history_ts`` and the vectors (decoded: -1 and none).
+``list``: ``u8 m``, then (m > 0) ``m`` bytes of the model version that ranked it, ``u8`` 1 when its
+recommendations record was emitted (0: only ranked, a shadow), and a ``str*`` of its item ids, best
+first; ``m = 0``: no list.
+
+Version 4 is the same without the lists and the shadow columns (decoded: none). Version 3 is
+version 4 without ``active_at``, ``history_ts`` and the vectors (decoded: -1 and none).
 
 ``str*``: ``u16 count``; when its top bit is clear, ``u32 size`` and the UTF-8 bytes of the
 strings joined by NUL (one decode and one split, where per-string decoding was most of the codec's
@@ -58,7 +73,7 @@ Event ids are remembered as 8-byte hashes: 16 bytes an id with its ts, whatever 
 (36-character UUIDs took 37). A new id collides with one of the N a user's memory holds with
 probability about N / 2^64. Comment embeddings are L2-normalised vectors; float16 keeps them to 2 bytes a
 value, far inside the tolerance a rebuilt state needs. A new layout gets a new version byte and a
-decoder next to ``_decode_v4``. Every failure is a ``StateCodecError``.
+decoder next to ``_decode_v5``. Every failure is a ``StateCodecError``.
 """
 
 from __future__ import annotations
@@ -76,7 +91,7 @@ import numpy as np
 
 from stream_app.exceptions import InterestStreamError
 
-VERSION = 4
+VERSION = 5
 NO_TS = -1
 NO_OFFSET = -1
 _U8 = struct.Struct("<B")
@@ -111,6 +126,23 @@ class RecentEvent(NamedTuple):
         return self.comment_emb is not None
 
 
+class Served(NamedTuple):
+    """A top-K list a user was served, as its next event judges it."""
+
+    model_version: str  # the model that ranked it
+    exposed: bool  # its recommendations record was emitted (False: a shadow's list, never shown)
+    items: list[str]  # item ids, best first
+
+
+@dataclass(slots=True)
+class ShadowColumns:
+    """A challenger's part of a user's state while it runs beside the serving model."""
+
+    model_version: str
+    state: np.ndarray  # float32 [S'] of the challenger
+    served: Served | None = None
+
+
 def id_array(typecode: str, values: Iterable[int] = ()) -> array:
     """An id-memory column: ``Q`` hashes or ``q`` ts, 8 bytes a value (a list of ints took 5 KB more a user)."""
     return array(typecode, values)
@@ -140,6 +172,8 @@ class UserState:
     active_at: int = NO_TS
     history_ts: int = NO_TS
     vectors: np.ndarray | None = None  # float32 [3, D]: interest, long-term, short-term after the newest step
+    served: Served | None = None  # the last list served, for online evaluation
+    shadow: ShadowColumns | None = None  # a challenger's columns
     # not stored: the serving item index's rows of ``seen`` and ``window`` (pipeline.ItemRows), kept
     # while the state stays in memory so its next events need no id lookups
     item_rows: object | None = field(default=None, compare=False, repr=False)
@@ -204,9 +238,36 @@ def encode_state(user: UserState) -> bytes:
         if vectors.shape[0] != 3:
             raise ValueError(f"vectors of shape {vectors.shape}, expected (3, D)")
         out += [_I64.pack(user.history_ts), _U16.pack(vectors.shape[1]), np.asarray(vectors, dtype="<f4").tobytes()]
+        _pack_served(out, user.served)
+        shadow = user.shadow
+        if shadow is None:
+            out.append(_U8.pack(0))
+        else:
+            if not shadow.model_version:
+                raise ValueError("shadow columns without a model version")
+            _pack_version(out, shadow.model_version)
+            packed = np.ascontiguousarray(shadow.state, dtype="<f4").ravel()
+            out += [_U16.pack(packed.size), packed.tobytes()]
+            _pack_served(out, shadow.served)
         return b"".join(out)
     except (struct.error, ValueError, TypeError, OverflowError, UnicodeEncodeError) as exc:
         raise StateCodecError(f"cannot encode the state of model {user.model_version!r}: {exc}") from exc
+
+
+def _pack_version(out: list[bytes], version: str) -> None:
+    raw = version.encode("utf-8")
+    out += [_U8.pack(len(raw)), raw]
+
+
+def _pack_served(out: list[bytes], served: Served | None) -> None:
+    if served is None:
+        out.append(_U8.pack(0))
+        return
+    if not served.model_version:
+        raise ValueError("a served list without a model version")
+    _pack_version(out, served.model_version)
+    out.append(_U8.pack(served.exposed))
+    _pack_strs(out, served.items)
 
 
 def _le(*columns: array) -> list[bytes]:
@@ -245,6 +306,22 @@ class _Reader:
             column.byteswap()
         self.pos = end
         return column
+
+    def served(self) -> Served | None:
+        (m,) = self.unpack(_U8)
+        if not m:
+            return None
+        version = self.text(m)
+        (exposed,) = self.unpack(_U8)
+        return Served(version, bool(exposed), self.strs())
+
+    def shadow(self) -> ShadowColumns | None:
+        (m,) = self.unpack(_U8)
+        if not m:
+            return None
+        version = self.text(m)
+        (s,) = self.unpack(_U16)
+        return ShadowColumns(version, self.array("<f4", s).astype(np.float32), self.served())
 
     def text(self, n: int) -> str:
         end = self.pos + n
@@ -313,6 +390,9 @@ def _decode(r: _Reader, strs: Callable[[], list[str]], version: int) -> UserStat
         (d,) = r.unpack(_U16)
         if d:
             user.vectors = r.array("<f4", 3 * d).reshape(3, d).astype(np.float32)
+    if version >= 5:
+        user.served = r.served()
+        user.shadow = r.shadow()
     if v3:
         user.last_offset, user.forgotten_at, user.id_floor_ts = last_offset, forgotten_at, id_floor_ts
         user.id_hashes, user.id_ts = id_hashes, id_ts
@@ -338,7 +418,11 @@ def _decode_v4(r: _Reader) -> UserState:
     return _decode(r, r.strs, 4)
 
 
-_DECODERS = {1: _decode_v1, 2: _decode_v2, 3: _decode_v3, 4: _decode_v4}
+def _decode_v5(r: _Reader) -> UserState:
+    return _decode(r, r.strs, 5)
+
+
+_DECODERS = {1: _decode_v1, 2: _decode_v2, 3: _decode_v3, 4: _decode_v4, 5: _decode_v5}
 
 
 def active_at(raw: bytes) -> int:

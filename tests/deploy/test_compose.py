@@ -90,7 +90,7 @@ def test_dashboard_queries_metrics_the_worker_exports() -> None:
     dashboard = json.loads((m.COMPOSE_FILE.parent / "grafana/dashboards/interest-stream.json").read_text())
     exported = exported_metric_names()
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
-    for topic in ("throughput", "latency", "lag", "dead letters", "model"):
+    for topic in ("throughput", "latency", "lag", "dead letters", "model", "online hr@k", "online trial"):
         assert topic in titles, f"the dashboard has no {topic} panel"
     for panel in dashboard["panels"]:
         for target in panel["targets"]:

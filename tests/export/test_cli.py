@@ -47,6 +47,16 @@ def test_export_publish_promote_rollback(tiny_checkpoint: Path, tiny_bundle: Pat
     assert f"CURRENT = {signed}" in ok(istream("models", "rollback", *reg))
     refused(istream("models", "rollback", *reg), "no earlier version")
     refused(istream("models", "promote", "nope", *reg), "not in registry")
+    assert f"TRIAL = {unsigned} (canary for 20% of users" in ok(
+        istream("models", "trial", unsigned, "--canary", "0.2", *reg)
+    )
+    listing = ok(istream("models", "list", *reg))
+    assert (
+        f"~ {unsigned}" in listing
+        and f"trial: {unsigned} (canary for 20% of users, challenge, beside {signed})" in listing
+    )
+    refused(istream("models", "trial", signed, *reg), "CURRENT already")
+    assert f"trial of {unsigned} ended" in ok(istream("models", "end-trial", *reg))
 
     (tmp_path / "registry" / signed / "items.npy").write_bytes(b"tampered")
     refused(istream("models", "verify", signed, *reg), "items.npy")

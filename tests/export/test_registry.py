@@ -134,3 +134,53 @@ def test_conditional_promote(tmp_path: Path, tiny_bundle: Path, second_bundle: P
     assert registry.current() == first
     registry.promote(second, if_current=first)
     assert registry.history() == [second, first]
+    with pytest.raises(RegistryError, match=f"CURRENT is {second}"):
+        registry.rollback(if_current=first)
+    assert registry.rollback(if_current=second) == first
+
+
+def test_a_trial_runs_a_verified_version_beside_current_until_it_ends(
+    tmp_path: Path, tiny_bundle: Path, second_bundle: Path
+) -> None:
+    registry = Registry(tmp_path / "registry")
+    first, second = registry.publish(tiny_bundle), registry.publish(second_bundle)
+    registry.promote(first)
+    assert registry.trial() is None and registry.close_trial() is None
+    shadow = registry.open_trial(second)
+    assert registry.trial() == shadow and (shadow.mode, shadow.share, shadow.champion) == ("shadow", 0.0, first)
+    assert shadow.purpose == "challenge" and shadow.opened_at > 0
+    canary = registry.open_trial(second, "canary", 0.25, if_current=first)  # replaces the open one
+    assert (
+        registry.trial() == canary
+        and canary.describe() == f"{second} (canary for 25% of users, challenge, beside {first})"
+    )
+    for bad, says in (
+        (lambda: registry.open_trial(first), "CURRENT already"),
+        (lambda: registry.open_trial(second, "canary", 0.0), "share of users"),
+        (lambda: registry.open_trial(second, "shadow", 0.5), "share of users"),
+        (lambda: registry.open_trial(second, "mirror"), "shadow or canary"),
+        (lambda: registry.open_trial(second, if_current=second), f"CURRENT is {first}"),
+        (lambda: registry.open_trial("nope"), "not in registry"),
+    ):
+        with pytest.raises(RegistryError, match=says):
+            bad()
+    assert registry.trial() == canary and registry.current() == first  # a refused trial changes nothing
+    assert registry.close_trial("some-other-version") is None and registry.trial() == canary
+    assert registry.close_trial(second) == canary and registry.trial() is None
+    assert leftovers(registry.root) == []
+
+
+def test_a_tampered_version_never_opens_a_trial_and_a_bad_trial_file_is_an_error(
+    tmp_path: Path, tiny_bundle: Path, second_bundle: Path
+) -> None:
+    registry = Registry(tmp_path / "registry")
+    first, second = registry.publish(tiny_bundle), registry.publish(second_bundle)
+    registry.promote(first)
+    (registry.bundle_path(second) / "step.onnx").write_bytes(b"corrupted after publishing")
+    with pytest.raises(IntegrityError):
+        registry.open_trial(second)
+    assert registry.trial() is None
+    for text in ("{not json", '{"version": "v1", "mode": "canary", "share": "half"}', '{"version": 5}', "[]"):
+        (registry.root / "TRIAL").write_text(text)
+        with pytest.raises(RegistryError, match="is not a trial"):
+            registry.trial()

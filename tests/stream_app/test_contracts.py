@@ -12,6 +12,7 @@ from stream_app.contracts import (
     InterestVector,
     Item,
     ModelUpdate,
+    OnlineMetrics,
     QueryError,
     Recommendation,
     ScoredItem,
@@ -21,7 +22,7 @@ from stream_app.contracts import (
     decode_item,
     encode,
 )
-from stream_app.contracts.records import RECORDS
+from stream_app.contracts.records import RECORDS, JudgedCounts, PairedCounts, UnjudgedCounts
 from stream_app.contracts.schemas import drift
 
 VALID = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "type": "click", "ts": 1_700_000_000_000}
@@ -138,6 +139,15 @@ ONE_OF_EACH = {
         short_term=[1.0],
     ),
     "query_error": QueryError(status=404, error="user u has no state"),
+    "online_metrics": OnlineMetrics(
+        worker="w-1", window_start=1, window_end=2, k=10, champion="v1", challenger="v2", trial_mode="canary",
+        canary_share=0.25,
+        judged=[JudgedCounts(model_version="v1", exposure="served", cohort="3-5", judged=4, hits=1,
+                             reciprocal_rank=0.5, ndcg=0.63, new_items=3, new_item_hits=1)],
+        unjudged=[UnjudgedCounts(model_version="v2", reason="no_list", events=2)],
+        paired=[PairedCounts(champion="v1", challenger="v2", judged=3, both_hit=1, champion_only=0,
+                             challenger_only=1, ndcg_diff=-0.25, ndcg_diff_sq=0.0625)],
+    ),
 }  # fmt: skip
 
 

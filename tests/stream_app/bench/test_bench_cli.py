@@ -52,6 +52,7 @@ def test_e2e_answers_every_event_and_compares_with_the_naive_and_relay_reference
         0.1,
         "--compare-naive",
         "--compare-relay",
+        "--shadow",
         "--registry",
         registry,
     )
@@ -80,6 +81,18 @@ def test_e2e_answers_every_event_and_compares_with_the_naive_and_relay_reference
     )
     assert {"throughput / encoder ceiling", "speed-up vs naive"} <= set(report["targets"])
     assert (tmp_path / "report" / "e2e.png").stat().st_size > 10_000
+    # the same events with a challenger in shadow (the registry given is left as it was)
+    shadow = report["shadow"]
+    assert shadow["answered"] == 600 and shadow["worker_exit_codes"] == [0] and shadow["dead_letters"] == 0
+    assert shadow["stage_seconds"]["challenger"] > 0 and pipeline["stage_seconds"].get("challenger", 0.0) == 0
+    assert report["shadow_cpu_per_event_ratio"] == pytest.approx(
+        shadow["worker_cpu_us_per_event"] / pipeline["worker_cpu_us_per_event"]
+    )
+    assert Registry(registry).trial() is None and len(Registry(registry).versions()) == 1
+    assert {"worker CPU per event, shadow / none", "online evaluation share of worker stage time"} <= set(
+        report["targets"]
+    )
+    assert "## With a challenger in shadow, same events" in run.stdout
     assert "## Naive reference, same events" in run.stdout and "less worker CPU per event" in run.stdout
     assert "## Relay reference" in run.stdout and "of the relay's events/s" in run.stdout
 

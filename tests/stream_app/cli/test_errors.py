@@ -81,6 +81,8 @@ def cases(nowhere: str, registry: Path, no_topics_prefix: str, tmp_path: Path) -
              r"deadletter.*did you mean recommendations\?"),
         Case("models list, no such registry", ["models", "list", "--registry", "/nonexistent"], EXIT_FAILED,
              r"no registry at /nonexistent \(no such directory\); pass --registry"),
+        Case("guard, no such registry", ["guard", "--once", "--registry", "/nonexistent"], EXIT_FAILED,
+             r"no registry at /nonexistent \(no such directory\); pass --registry"),
         Case("topics create --partitions 0", ["topics", "create", "--partitions", "0"], EXIT_USAGE,
              r"Invalid value for '--partitions': 0 is not in the range x>=1\. \(see `istream topics create --help`\)"),
         Case("an invalid setting", ["topics", "create"], EXIT_USAGE,

@@ -1,15 +1,18 @@
 """The fine-tune job end to end on the real broker: a planted topic shift is learnt, published and
 swapped in by a running worker without losing events; a bad challenger is rejected; a kill -9
 between writing the bundle and moving CURRENT leaves the registry consistent; an empty window is a
-no-op; an unreachable broker is a clear error."""
+no-op; an unreachable broker is a clear error; a guarded fine-tune goes live in shadow and the guard
+promotes it, rejects a shuffled-weights challenger and rolls back a bad model promoted by hand."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import msgspec
@@ -21,12 +24,20 @@ from models.continual.decisions import CHART, decisions_dir, read_decisions
 from models.continual.window import split_window
 from stream_app.broker import free_port
 from stream_app.contracts import InterestVector, ModelUpdate
+from stream_app.finetune.guard import GuardRecord
 from stream_app.finetune.job import PUBLISHED, JobOptions, conclude, job_lock
 from stream_app.finetune.kafka import RetryPolicy, read_catalog, read_window
 from stream_app.settings import Settings
 from tests.models.continual.drift import Drift, planted_drift, train_champion
 from tests.models.continual.test_challenge import shuffled_labels
-from tests.stream_app.worker.fixtures import WorkerProcess, outputs_for, produce, read_topic
+from tests.stream_app.worker.fixtures import (
+    WorkerProcess,
+    changelog_topic,
+    final_states,
+    outputs_for,
+    produce,
+    read_topic,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -221,3 +232,120 @@ def test_an_unreachable_broker_fails_clearly_after_retries(registry, istream):
     assert f"no answer from Kafka at 127.0.0.1:{port} after 3 attempts" in run.stderr
     assert run.stderr.count("Retrying") == 2 and "Traceback" not in run.stderr
     assert read_decisions(registry) == []
+
+
+JUDGED, MARGIN = 250, 0.02  # the guard's settings in the guarded test
+
+
+class GuardProcess:
+    """`istream guard` looking every half second (output in ``log``), stopped on leaving."""
+
+    def __init__(self, settings: Settings, registry: Path, log: Path) -> None:
+        from stream_app.cli.common import istream_argv
+
+        self.log = log
+        self._argv = [*istream_argv(), "guard", "--registry", str(registry), "--every", "0.5",
+                      "--judged-events", str(JUDGED), "--margin", str(MARGIN)]  # fmt: skip
+        self._env = {k: v for k, v in os.environ.items() if not k.startswith(("ISTREAM_", "KAFKA_"))}
+        self._env.update(KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers, ISTREAM_TOPIC_PREFIX=settings.topic_prefix)
+
+    def __enter__(self) -> GuardProcess:
+        self._out = self.log.open("w")
+        self._proc = subprocess.Popen(self._argv, stdout=self._out, stderr=subprocess.STDOUT, env=self._env)
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def __exit__(self, *exc: object) -> None:
+        self._proc.terminate()
+        self._proc.wait(30)
+        self._out.close()
+
+
+def shuffled_weights(registry: Registry, version: str, out: Path) -> Path:
+    """A bundle of ``version`` whose every weight tensor has its values permuted: a model that ranks at random."""
+    import torch
+
+    from export.bundle import export_bundle
+    from stream_app.finetune.job import champion_checkpoint
+
+    ckpt = Path(shutil.copytree(champion_checkpoint(registry, version), out / "ckpt"))
+    weights = torch.load(ckpt / "model.pt", weights_only=True)
+    generator = torch.Generator().manual_seed(3)
+    for name, tensor in weights.items():
+        if tensor.is_floating_point():
+            flat = tensor.flatten()
+            weights[name] = flat[torch.randperm(flat.numel(), generator=generator)].reshape(tensor.shape)
+    torch.save(weights, ckpt / "model.pt")
+    export_bundle(ckpt, out / "bundle", name=MODEL_NAME, parent_version=version)
+    return out / "bundle"
+
+
+def test_a_guarded_fine_tune_is_promoted_on_live_figures_a_shuffled_one_rejected_a_bad_promotion_rolled_back(
+    settings, topics, registry, drift, istream, tmp_path
+):
+    from stream_app.finetune.guard import PROMOTED, REJECTED, ROLLED_BACK, WATCHING, read_records
+
+    reg = Registry(registry)
+    v1 = reg.current()
+    cut = len(drift.after) * 3 // 5
+    window, live = drift.after[:cut], drift.after[cut:]  # the fine-tune learns the shift; the rest judges it live
+    produce_stream(settings, topics, window, drift.catalog)
+    sent = 0
+
+    def until_decided(action: str, version: str) -> GuardRecord:
+        """Send the live stream on in small slices until the guard decides ``action`` on ``version``; at most
+        twice the judged events it needs (almost every live event judges both models), so that a slow machine,
+        where the guard hears of the judged events later, does not spend the stream on one decision."""
+        nonlocal sent
+        deadline, start = time.monotonic() + 180, sent
+        while time.monotonic() < deadline:
+            found = [r for r in read_records(registry) if (r.action, r.version) == (action, version)]
+            if found:
+                return found[-1]
+            if sent < min(len(live), start + 2 * JUDGED):
+                produce(settings, topics["events"],
+                        [(e["user_id"].encode(), msgspec.json.encode(e)) for e in live[sent : sent + 40]])  # fmt: skip
+                sent += 40
+            time.sleep(0.3)
+        raise AssertionError(f"no {action} of {version}: {read_records(registry)}; {guard.output()[-3000:]}")
+
+    env = {"ISTREAM_ONLINE_WINDOW_S": "0.5"}
+    with WorkerProcess(settings, registry, tmp_path / "state", tmp_path / "worker.log", env=env) as worker:
+        read_topic(settings, topics["vectors"], timeout=120, until=outputs_for(window))
+        run = istream("finetune", "--once", "--registry", registry, "--trial", "shadow", "--json", timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        decision = json.loads(run.stdout.strip().splitlines()[-1])
+        v2 = decision["challenger"]
+        assert (decision["decision"], decision["trial"], reg.current(), reg.trial().version) == (
+            "published", "shadow", v1, v2
+        )  # fmt: skip
+        worker.wait_for(f"trial: {v2} runs beside {v1} (shadow", timeout=60)
+        again = istream("finetune", "--once", "--registry", registry, "--trial", "shadow", "--json", timeout=120)
+        skipped = json.loads(again.stdout.strip().splitlines()[-1])  # the open trial is the guard's to decide first
+        assert (skipped["decision"], reg.trial().version) == ("skipped", v2) and "still open" in skipped["reason"]
+        with GuardProcess(settings, registry, tmp_path / "guard.log") as guard:
+            promoted = until_decided(PROMOTED, v2)  # the fine-tune, judged live in shadow beside v1
+            assert reg.current() == v2 and promoted.figures["n"] >= JUDGED and promoted.figures["lower"] > -MARGIN
+            v3 = reg.publish(shuffled_weights(reg, v2, tmp_path / "shuffled"))
+            assert istream("models", "trial", v3, "--registry", registry).returncode == 0
+            rejected = until_decided(REJECTED, v3)
+            assert reg.current() == v2 and reg.trial() is None and rejected.figures["lower"] < -MARGIN
+            assert istream("models", "promote", v3, "--registry", registry).returncode == 0  # a bad model, by hand
+            until_decided(WATCHING, v3)
+            rolled_back = until_decided(ROLLED_BACK, v3)
+            assert reg.current() == v2 and rolled_back.against == v2 and rolled_back.figures["lower"] < -MARGIN
+            shown = istream("models", "live", "--registry", registry)
+        assert shown.returncode == 0 and f"ROLLED_BACK {v3}" in shown.stdout, shown.stdout + shown.stderr
+        sent_events = [*window, *live[:sent]]
+        vector_msgs = read_topic(settings, topics["vectors"], timeout=120, until=outputs_for(sent_events))
+        applied = Counter(e["user_id"] for e in sent_events)
+        states = final_states(settings, changelog_topic(settings), applied)
+    assert worker.returncode == 0, worker.output()[-3000:]
+    # no event lost or applied twice across the trials, the promotions and the rollback
+    assert {user: state.applied for user, (_, state) in states.items()} == applied
+    vectors = [msgspec.json.decode(m.value(), type=InterestVector) for m in vector_msgs]
+    assert sorted(v.event_id for v in vectors) == sorted(e["event_id"] for e in sent_events)
+    version = {v.event_id: v.model_version for v in vectors}
+    assert {version[e["event_id"]] for e in live[:sent]} >= {v1, v2, v3}

@@ -16,7 +16,7 @@ from confluent_kafka import Message, Producer
 
 from stream_app.cli import worker_process as process
 from stream_app.client import PRODUCER_DEFAULTS, RecordConsumer
-from stream_app.contracts import EVENT_TYPES, Event
+from stream_app.contracts import EVENT_TYPES, Event, Recommendation
 from stream_app.settings import Settings
 from stream_app.worker import tables
 from stream_app.worker.app import app_id
@@ -26,6 +26,7 @@ from stream_app.worker.pipeline import BatchResult, PipelineConfig, Serving, pro
 from stream_app.worker.state_cache import StateCache
 from stream_app.worker.state_codec import UserState, decode_state
 from stream_app.worker.trending import Trending
+from stream_app.worker.trial import Challenger
 
 WORKER_READY_S = 90.0
 
@@ -208,10 +209,16 @@ class InProcessRun:
     with ``cache``, the decoded states kept after each batch's write as the engine keeps them."""
 
     def __init__(
-        self, runtime, config: PipelineConfig, cache: StateCache | None = None, now_ms: int | None = None
+        self,
+        runtime,
+        config: PipelineConfig,
+        cache: StateCache | None = None,
+        now_ms: int | None = None,
+        challenger: Challenger | None = None,
     ) -> None:
         self.now_ms = now_ms  # the worker's clock (None: the real one)
         self.serving = Serving(runtime, ItemIndex.for_model(runtime, Catalog()))
+        self.challenger = challenger
         self.config = config
         self.trending = Trending(3600)
         self.states: dict[str, bytes] = {}
@@ -235,6 +242,7 @@ class InProcessRun:
             self.config,
             self.cache,
             self.now_ms,
+            self.challenger,
         )
         for w in result.writes:
             if w.value is None:
@@ -270,3 +278,73 @@ class WorkerProcess(process.WorkerProcess):
             super().wait_for(text, timeout)
         except process.WorkerProcessError as exc:
             raise AssertionError(str(exc)) from None
+
+
+def recompute_online(
+    events: list[Event],
+    recs: dict[str, Recommendation],
+    known: set[str],
+    k: int = 10,
+    seen: int = 100,
+    cold_start_events: int = 0,
+    session_gap_s: float = 1800.0,
+) -> Counter:
+    """Online evaluation recomputed from the outside: ``events`` in the order the worker applied them (per
+    user: the events topic's order), each after a user's first judging the recommendations record emitted
+    for the user's previous event (``recs`` by event id). Totals (``judged``, ``hits``, ``ndcg``,
+    ``reciprocal_rank``, ``new_items``, ``new_item_hits``), ``judged:<cohort>`` / ``hits:<cohort>``, and the
+    unjudged reasons (``first_event``, ``unknown_item``)."""
+    from stream_app.worker.online_eval import cohort
+
+    out: Counter = Counter()
+    previous: dict[str, Event] = {}
+    history: dict[str, list[str]] = {}
+    applied: dict[str, int] = {}
+    for e in events:
+        before = previous.get(e.user_id)
+        recently = history.setdefault(e.user_id, [])
+        new = e.item_id not in recently
+        if before is None:
+            out["first_event"] += 1
+        elif e.item_id not in known:
+            out["unknown_item"] += 1
+        else:
+            items = [s.item_id for s in recs[before.event_id].items][:k]
+            rank = items.index(e.item_id) + 1 if e.item_id in items else 0
+            prior = applied[e.user_id]
+            group = cohort(prior, (e.ts - before.ts) / 1000, prior < cold_start_events, session_gap_s)
+            out["judged"] += 1
+            out[f"judged:{group}"] += 1
+            out["new_items"] += new
+            if rank:
+                out["hits"] += 1
+                out[f"hits:{group}"] += 1
+                out["new_item_hits"] += new
+                out["reciprocal_rank"] += 1 / rank
+                out["ndcg"] += 1 / np.log2(rank + 1)
+        if not new:
+            recently.remove(e.item_id)
+        recently.append(e.item_id)
+        del recently[: max(0, len(recently) - seen)]
+        previous[e.user_id] = e
+        applied[e.user_id] = applied.get(e.user_id, 0) + 1
+    return out
+
+
+def online_totals(judged, unjudged=()) -> Counter:
+    """``recompute_online``'s totals of online-metrics counts (``JudgedCounts``/``UnjudgedCounts``, or
+    records' lists of them), for comparison."""
+    out: Counter = Counter()
+    for c in judged:
+        for name in ("judged", "hits", "reciprocal_rank", "ndcg", "new_items", "new_item_hits"):
+            out[name] += getattr(c, name)
+        out[f"judged:{c.cohort}"] += c.judged
+        out[f"hits:{c.cohort}"] += c.hits
+    for u in unjudged:
+        out[u.reason] += u.events
+    return out
+
+
+def challenger_of(runtime, mode: str = "shadow", share: float = 0.0) -> Challenger:
+    """``runtime`` (a second model) as the challenger of an ``InProcessRun``, with its own item index."""
+    return Challenger(Serving(runtime, ItemIndex.for_model(runtime, Catalog())), mode, share)

@@ -3,8 +3,9 @@ import pytest
 
 from stream_app.worker.state_codec import (
     NO_OFFSET,
-    NO_TS,
     RecentEvent,
+    Served,
+    ShadowColumns,
     StateCodecError,
     UserState,
     active_at,
@@ -41,7 +42,12 @@ def _user(window: int = 32, seen: int = 100, state_dim: int = 192, seed: int = 0
         id_floor_ts=1_699_999_999_000,
         id_hashes=id_array("Q", [id_hash(f"e-{i}") for i in range(64)]),
         id_ts=id_array("q", [1_700_000_000_000 + i for i in range(64)]),
-    )
+        served=Served("v20261122-140000", True, [f"item-{i}" for i in range(100, 110)]),
+        shadow=ShadowColumns(
+            "v20261123-090000-ß", rng.normal(size=state_dim + 8).astype(np.float32),
+            Served("v20261123-090000-ß", False, [f"item-{i}" for i in range(105, 115)]),
+        ),
+    )  # fmt: skip
 
 
 MARKS = (
@@ -67,12 +73,18 @@ def _assert_same(a: UserState, b: UserState, emb_atol: float = 0.0) -> None:
         assert x.rating == y.rating and np.float32(x.gap_s) == y.gap_s
         if x.has_text:
             np.testing.assert_allclose(x.comment_emb, y.comment_emb, atol=emb_atol)
+    assert a.served == b.served
+    assert (a.shadow is None) == (b.shadow is None)
+    if a.shadow is not None:
+        assert (a.shadow.model_version, a.shadow.served) == (b.shadow.model_version, b.shadow.served)
+        np.testing.assert_array_equal(a.shadow.state, b.shadow.state)
+        assert b.shadow.state.dtype == np.float32
 
 
 def test_round_trip_keeps_every_field():
     user = _user()
     raw = encode_state(user)
-    assert raw[0] == 4 and active_at(raw) == user.active_at
+    assert raw[0] == 5 and active_at(raw) == user.active_at
     # float16 embeddings: about 1e-3 relative, far inside what a rebuilt state needs
     _assert_same(user, decode_state(raw), emb_atol=1e-3)
 
@@ -95,6 +107,13 @@ V3_BYTES = bytes.fromhex(
     "ffffffffc025d6cf8b01000002000706c581494c583eca457226f288ac330068e5cf8b0100007b68e5cf8b010000020008000000692d3100"
     "692dc3bc02000200020007000000652d3200652d33020008000000692d3100692dc3bc00050001000080bf000080400000000000007042cd"
     "38663a"
+)
+# a version 4 state (12 applied, offset 78, activity and history marks, 3 x 2 vectors)
+V4_BYTES = bytes.fromhex(
+    "04006c50c4a00100000876342d6d6f64656c0400000000000000003e0000803e0000c03e7b68e5cf8b0100000c000000000000004e0000"
+    "0000000000ffffffffffffffffc025d6cf8b01000002000706c581494c583eca457226f288ac330068e5cf8b0100007b68e5cf8b0100000200"
+    "08000000692d3100692dc3bc02000200020007000000652d3200652d33020008000000692d3100692dc3bc00050001000080bf0000804000"
+    "00000000007042cd38663a00f4a92b800100000200000000000000803e0000003f0000403f0000803f0000a03f"
 )
 WINDOW = [
     RecentEvent("e-2", "i-1", 0, -1.0, 0.0, None),
@@ -121,21 +140,42 @@ def _v3_state() -> UserState:
     )  # fmt: skip
 
 
+def _v4_state() -> UserState:
+    """What the version 4 state decodes to: no list served, no shadow columns."""
+    ts = 1_700_000_000_123
+    return UserState(
+        "v4-model", np.arange(4, dtype=np.float32) / 8, ts, 12, ["i-1", "i-ü"], WINDOW, last_offset=78,
+        id_floor_ts=1_699_999_000_000, id_hashes=[id_hash("e-2"), id_hash("e-3")], id_ts=[ts - 123, ts],
+        active_at=1_790_000_000_000, history_ts=1_650_000_000_000,
+        vectors=np.arange(6, dtype=np.float32).reshape(3, 2) / 4,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
         (V1_BYTES, _old_state("v1-model", 7, ["e-2", "e-3"])),
         (V2_BYTES, _old_state("v2-model", 9, ["e-2", "e-3", "e-4"])),
         (V3_BYTES, _v3_state()),
+        (V4_BYTES, _v4_state()),
     ],
 )
-def test_states_written_by_older_codecs_still_decode_and_are_rewritten_as_version_4(raw, expected):
+def test_states_written_by_older_codecs_still_decode_and_are_rewritten_as_version_5(raw, expected):
     user = decode_state(raw)
     _assert_same(expected, user, emb_atol=1e-3)
-    assert active_at(raw) == NO_TS and user.vectors is None
+    assert active_at(raw) == expected.active_at and user.served is None and user.shadow is None
     again = encode_state(user)
-    assert again[0] == 4
+    assert again[0] == 5
     _assert_same(expected, decode_state(again), emb_atol=1e-3)
+
+
+def test_a_list_served_without_shadow_columns_and_an_empty_list_round_trip():
+    user = _user(window=2, seen=2)
+    user.shadow = None
+    _assert_same(user, decode_state(encode_state(user)), emb_atol=1e-3)
+    user.served = Served("v1", False, [])
+    user.shadow = ShadowColumns("v2", np.zeros(4, dtype=np.float32))
+    _assert_same(user, decode_state(encode_state(user)), emb_atol=1e-3)
 
 
 def test_a_forgotten_users_marker_is_small_and_round_trips():
@@ -147,7 +187,7 @@ def test_a_forgotten_users_marker_is_small_and_round_trips():
     assert back.is_marker and not _user().is_marker
     _assert_same(marker, back)
     print(f"\nmarker of a forgotten user: {len(raw)} bytes")
-    assert len(raw) <= 110  # 102: the marks and one id; no state, window, items or vectors
+    assert len(raw) <= 110  # 104: the marks and one id; no state, window, items, vectors or lists
 
 
 def test_ids_holding_nul_round_trip_through_the_length_prefixed_form():
@@ -164,16 +204,17 @@ def test_empty_state_round_trips():
 
 def test_state_is_compact():
     raw = encode_state(_user())
-    # 32-event window with 8 comments, 100 seen items, 64 remembered ids, S=192: comment embeddings dominate
-    expected = 192 * 4 + 8 * T * 2 + 64 * 16
+    # 32-event window with 8 comments, 100 seen items, 64 remembered ids, S=192 and a shadow's S=200: comment
+    # embeddings dominate
+    expected = 192 * 4 + 200 * 4 + 8 * T * 2 + 64 * 16
     print(f"\nencoded user state: {len(raw)} bytes (state+embeddings {expected})")
     assert len(raw) < expected + 3000
 
 
 def test_unknown_codec_version_fails_clearly():
     raw = bytearray(encode_state(_user()))
-    raw[0] = 5
-    with pytest.raises(StateCodecError, match="version 5 is unknown"):
+    raw[0] = 6
+    with pytest.raises(StateCodecError, match="version 6 is unknown"):
         decode_state(bytes(raw))
 
 
@@ -197,6 +238,10 @@ def test_corrupt_bytes_raise_state_codec_error(mangle):
 def test_unencodable_state_raises_state_codec_error():
     user = _user(window=1)
     user.model_version = "v" * 300  # longer than the u8 length prefix allows
+    with pytest.raises(StateCodecError):
+        encode_state(user)
+    user = _user(window=1)
+    user.shadow.model_version = ""  # a shadow of no model
     with pytest.raises(StateCodecError):
         encode_state(user)
 

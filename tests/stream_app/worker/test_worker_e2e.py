@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import shutil
+from collections import Counter
 
 import msgspec
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 
 from stream_app.bench.cluster import scrape
 from stream_app.broker import free_port
-from stream_app.contracts import DeadLetter, Event, InterestVector, Recommendation
+from stream_app.contracts import DeadLetter, Event, InterestVector, OnlineMetrics, Recommendation
 from stream_app.worker.decode import RAW_LIMIT, RawRecord
 from stream_app.worker.pipeline import PipelineConfig
 from stream_app.worker.state_codec import decode_state
@@ -23,16 +24,19 @@ from tests.stream_app.worker.fixtures import (
     changelog_topic,
     final_states,
     make_events,
+    online_totals,
     outputs_for,
     produce,
     produce_events,
     read_topic,
+    recompute_online,
     stepwise_reference,
     stream_events,
     wait_until,
 )
 
 pytestmark = pytest.mark.integration
+ONLINE = {"ISTREAM_ONLINE_WINDOW_S": "1"}
 
 
 def test_every_event_gives_one_vector_and_one_recommendation_equal_to_the_stepwise_reference(
@@ -40,7 +44,8 @@ def test_every_event_gives_one_vector_and_one_recommendation_equal_to_the_stepwi
 ):
     events = make_events(runtime.item_ids, n_users=25, per_user=12, seed=21)
     removed = runtime.item_ids[3]
-    with WorkerProcess(settings, registry, tmp_path / "state", tmp_path / "worker.log") as worker:
+    online = {"ISTREAM_ONLINE_WINDOW_S": "1"}
+    with WorkerProcess(settings, registry, tmp_path / "state", tmp_path / "worker.log", env=online) as worker:
         # the catalog: a new item (embedded from its text) and a tombstone for a bundle item
         produce(settings, topics["items"], [(b"fresh-item", b'{"item_id":"fresh-item","text":"a brand new synth"}')])
         produce(settings, topics["items"], [(removed.encode(), None)])
@@ -52,6 +57,19 @@ def test_every_event_gives_one_vector_and_one_recommendation_equal_to_the_stepwi
         states = final_states(settings, changelog_topic(settings), applied_per_user(events))
     assert worker.returncode == 0, worker.output()[-3000:]
     assert "event loop: uvloop.Loop" in worker.output()  # the default ISTREAM_WORKER_EVENT_LOOP
+    # the worker's online HR@10 (its windows' records, the last one sent as it stopped) is the one recomputed from
+    # the recommendations and events topics: each event judges the record emitted for its user's previous event
+    metrics = [msgspec.json.decode(m.value(), type=OnlineMetrics)
+               for m in read_topic(settings, topics["online-metrics"], expect=1, timeout=30, idle=1.0)]  # fmt: skip
+    assert {m.champion for m in metrics} == {runtime.version} and all(m.k == 10 for m in metrics)
+    live = online_totals([c for m in metrics for c in m.judged], [u for m in metrics for u in m.unjudged])
+    ordered = [e for m in read_topic(settings, topics["events"], expect=len(events), timeout=30, idle=0.5)
+               for e in [msgspec.json.decode(m.value(), type=Event)]]  # fmt: skip
+    by_event = {r.event_id: r for r in (msgspec.json.decode(m.value(), type=Recommendation) for m in rec_msgs)}
+    offline = recompute_online(ordered, by_event, set(runtime.item_ids))
+    assert live["judged"] == offline["judged"] > 200 and live["first_event"] == offline["first_event"] == 25
+    assert live["unknown_item"] == offline["unknown_item"] > 0 and 0 < offline["hits"] < offline["judged"]
+    assert abs(live["hits"] / live["judged"] - offline["hits"] / offline["judged"]) < 0.001
 
     vectors = [msgspec.json.decode(m.value(), type=InterestVector) for m in vector_msgs]
     recs = [msgspec.json.decode(m.value(), type=Recommendation) for m in rec_msgs]
@@ -442,3 +460,77 @@ def test_a_batch_computed_while_the_last_one_is_written_reads_its_states_even_wi
     for user, (_, state) in states.items():
         assert state.applied == 40, user
         np.testing.assert_allclose(state.state, ref.states[user], atol=1e-4)
+
+
+def test_a_trial_runs_in_shadow_then_as_a_canary_and_online_evaluation_judges_both_arms(
+    settings, topics, registry, runtime, other_bundle, tmp_path, istream
+):
+    from export.registry import Registry
+    from stream_app.worker.trial import canary_bucket
+
+    reg = Registry(registry)
+    champion, challenger = reg.current(), reg.publish(other_bundle)
+    shadowed = make_events(runtime.item_ids, n_users=12, per_user=10, seed=31)
+    canaried = make_events(runtime.item_ids, n_users=12, per_user=10, seed=32, t0=1_700_100_000_000)
+    canary = {e.user_id for e in canaried if canary_bucket(e.user_id) < 0.5}
+    assert 0 < len(canary) < 12
+    port = free_port()
+    with WorkerProcess(
+        settings, registry, tmp_path / "state", tmp_path / "worker.log", env=ONLINE, web_port=port
+    ) as worker:
+        reg.open_trial(challenger)
+        worker.wait_for(f"trial: {challenger} runs beside {champion} (shadow")
+        produce_events(settings, topics["events"], shadowed)
+        read_topic(settings, topics["recommendations"], timeout=120, until=outputs_for(shadowed))
+        reg.open_trial(challenger, "canary", 0.5)
+        worker.wait_for("(canary, share 0.5)")
+        produce_events(settings, topics["events"], canaried)
+        everything = shadowed + canaried
+        rec_msgs = read_topic(settings, topics["recommendations"], timeout=120, until=outputs_for(everything))
+
+        def counted() -> float:  # each event judges both arms' lists (or is counted unjudged for each)
+            names = ("istream_online_judged_total{", "istream_online_unjudged_total{")
+            return sum(x for key, x in scrape(port).items() if key.startswith(names))
+
+        wait_until(lambda: counted() == 2 * len(everything), timeout=30, describe=lambda: f"counted {counted()}")
+        scraped = scrape(port)
+    assert worker.returncode == 0, worker.output()[-3000:]
+    recs = [msgspec.json.decode(m.value(), type=Recommendation) for m in rec_msgs]
+    assert sorted(r.event_id for r in recs) == sorted(e.event_id for e in everything)  # each event once
+    version = {r.event_id: r.model_version for r in recs}
+    assert {version[e.event_id] for e in shadowed} == {champion}  # a shadow is never shown
+    for e in canaried:  # a canary user gets the challenger's lists, the others the champion's
+        assert version[e.event_id] == (challenger if e.user_id in canary else champion)
+
+    metrics = [msgspec.json.decode(m.value(), type=OnlineMetrics)
+               for m in read_topic(settings, topics["online-metrics"], expect=2, timeout=30, idle=1.0)]  # fmt: skip
+    assert {(m.champion, m.challenger, m.trial_mode) for m in metrics} == {
+        (champion, challenger, "shadow"), (champion, challenger, "canary")
+    }  # fmt: skip
+    rows = [(m.trial_mode, c) for m in metrics for c in m.judged]
+    judged = Counter()
+    for mode, c in rows:
+        judged[(mode, c.model_version, c.exposure)] += c.judged
+    # both arms judged on the same events: in shadow the challenger's lists too, as a canary each arm's shown lists
+    assert judged[("shadow", challenger, "shadow")] > 50 and judged[("shadow", champion, "served")] > 50
+    assert judged[("canary", challenger, "served")] > 10 and judged[("canary", champion, "served")] > 10
+    assert judged[("canary", champion, "shadow")] > 10 and judged[("canary", challenger, "shadow")] > 10
+    assert sum(p.judged for m in metrics for p in m.paired) > 50
+    # what was shown, judged from the outside (recommendations and events topics), is what the worker counted
+    live = online_totals([c for _, c in rows if c.exposure == "served"])
+    event_msgs = read_topic(settings, topics["events"], expect=len(everything), timeout=30, idle=0.5)
+    ordered = [msgspec.json.decode(m.value(), type=Event) for m in event_msgs]
+    offline = recompute_online(ordered, {r.event_id: r for r in recs}, set(runtime.item_ids))
+    assert (live["judged"], live["hits"]) == (offline["judged"], offline["hits"])
+    # Prometheus: the same counts per arm (model version and exposure), summed over cohorts
+    for (v, exposure), n in {(challenger, "shadow"): judged[("shadow", challenger, "shadow")]
+                             + judged[("canary", challenger, "shadow")],
+                             (challenger, "served"): judged[("canary", challenger, "served")]}.items():  # fmt: skip
+        prefix, labels = "istream_online_judged_total{", f"exposure={exposure},model_version={v}"
+        assert sum(x for key, x in scraped.items() if key.startswith(prefix) and labels in key) == n
+    # the chart of live HR per version over time, from the same records
+    chart = istream("report", "online", "--out", tmp_path / "online.png", "--bucket", "1", "--registry", registry)
+    assert chart.returncode == 0 and (tmp_path / "online.png").stat().st_size > 10_000, chart.stderr[-2000:]
+    ranked = online_totals([c for _, c in rows if (c.model_version, c.exposure) == (challenger, "shadow")])
+    hr = ranked["hits"] / ranked["judged"]
+    assert f"{challenger} shadow: judged={ranked['judged']} HR={hr:.4f}" in chart.stdout, chart.stdout
