@@ -176,6 +176,21 @@ def _pm(stats: dict[str, float]) -> str:
     return f"{stats['mean']:.4f} ± {stats['std']:.4f}"
 
 
+def _sasrec_lines(runs: list[dict], budget: float) -> list[str]:
+    """How each SASRec run ended: a run its time budget stopped before early stopping is undertrained."""
+    if not runs:
+        return []
+    stopped = sum(r["train_seconds"] >= budget for r in runs)
+    each = ", ".join(f"best epoch {r['best_epoch']} of {r['epochs']} in {r['train_seconds']:.0f} s" for r in runs)
+    verdict = (
+        f"**{stopped} of {len(runs)} stopped by the budget** before early stopping (undertrained: a busier "
+        "machine or a larger `--sasrec-budget` changes them)"
+        if stopped
+        else "all ended by early stopping"
+    )
+    return [f"- SASRec runs (budget {budget:.0f} s): {each}; {verdict}"]
+
+
 def markdown(summaries: list[dict], context: dict[str, Any]) -> str:
     lines = [
         "# Recommendation quality",
@@ -202,6 +217,7 @@ def markdown(summaries: list[dict], context: dict[str, Any]) -> str:
             f"{_pm(model['val_ndcg@10'])}",
             f"- `istream train` wall time {model['train_wall_s']['mean']:.0f} s mean, "
             f"{model['train_wall_s']['max']:.0f} s max",
+            *_sasrec_lines(s.get("sasrec_runs") or [], context["sasrec_budget_s"]),
             *(
                 [
                     "- sentiment: mean cosine between the interest after a user's last event and that item, "
@@ -290,7 +306,13 @@ def run_quality(
         summary = summarise(data.name, runs, sasrec, baselines)
         summary["runs"], summary["sasrec_runs"] = runs, sasrec
         summaries.append(summary)
-    context = {"seeds": len(seeds), "seed_list": seeds, "train_args": train_args, "tools": str(tools)}
+    context = {
+        "seeds": len(seeds),
+        "seed_list": seeds,
+        "train_args": train_args,
+        "tools": str(tools),
+        "sasrec_budget_s": sasrec_budget,
+    }
     report = {"context": context, "data": summaries}
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

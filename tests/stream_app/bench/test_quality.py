@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from models.datasets import generate, write_jsonl
-from stream_app.bench.quality import parse_baselines, parse_sasrec
+from stream_app.bench.quality import _sasrec_lines, parse_baselines, parse_sasrec
 from stream_app.cli.common import istream_argv
 
 TOOLS = Path(__file__).resolve().parents[3].parent / "shared" / "tools"
@@ -36,6 +36,16 @@ def test_the_instruments_printed_figures_are_read() -> None:
     assert parse_sasrec(SASREC_OUTPUT) == {
         "hr@10": 0.0679, "ndcg@10": 0.0355, "val_ndcg@10": 0.0329, "best_epoch": 1, "epochs": 1, "train_seconds": 12.0,
     }  # fmt: skip
+
+
+def test_a_sasrec_run_its_budget_stopped_is_called_undertrained() -> None:
+    early = {"best_epoch": 20, "epochs": 30, "train_seconds": 400.0}
+    capped = {"best_epoch": 9, "epochs": 9, "train_seconds": 541.0}
+    (line,) = _sasrec_lines([early, capped], 540.0)
+    assert "best epoch 20 of 30 in 400 s, best epoch 9 of 9 in 541 s" in line
+    assert "1 of 2 stopped by the budget" in line
+    assert _sasrec_lines([early], 540.0)[0].endswith("all ended by early stopping")
+    assert _sasrec_lines([], 540.0) == []
 
 
 def test_two_seeds_beside_the_tools_and_a_resumed_bench_reuses_them(tmp_path: Path) -> None:
