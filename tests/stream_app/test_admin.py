@@ -15,7 +15,7 @@ def test_create_topics_twice_is_idempotent(settings):
     assert second.created == [] and sorted(second.existing) == sorted(names)
     listed = admin.list_topics(settings)
     assert {n: listed[n] for n in names} == {
-        n: 1 if n.endswith(".model-updates") else settings.partitions for n in names
+        n: 1 if n.endswith((".model-updates", ".online-metrics")) else settings.partitions for n in names
     }
 
 
