@@ -11,6 +11,7 @@ history-length bucket with enough users NDCG@10 at least the last-item transitio
 The tools are run as programs and their printed figures parsed; nothing of them is imported.
 Each finished run is kept beside its outputs (``run.json``) with what it was run on; ``resume``
 reuses a kept run whose inputs are unchanged, so an interrupted bench goes on where it stopped.
+The inputs are the files and arguments, not the code: after a model change, run without it.
 """
 
 from __future__ import annotations

@@ -345,7 +345,10 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 @click.option("--sasrec-budget", default=540.0, show_default=True, type=click.FloatRange(1), help="SASRec seconds.")
 @click.option("--train-arg", "train_args", multiple=True, help="Extra `istream train` argument (repeatable).")
 @click.option(
-    "--resume", is_flag=True, help="Reuse the runs a previous bench into the same --out finished on the same inputs."
+    "--resume",
+    is_flag=True,
+    help="Reuse the runs a previous bench into the same --out finished on the same files and arguments "
+    "(not the same code: after changing the model, run without it).",
 )
 @out_option
 @reports_errors
