@@ -34,6 +34,7 @@ from confluent_kafka.admin import NewTopic
 
 from stream_app import topics
 from stream_app.admin import reached_admin
+from stream_app.cluster import client_config, new_client
 from stream_app.contracts import ContractError, decode_event
 from stream_app.exceptions import InterestStreamError
 from stream_app.settings import Settings
@@ -108,10 +109,8 @@ def read_history(path: Path) -> History:
 
 def _topic_records(settings: Settings, topic: str) -> Iterator[RawRecord]:
     """Every record of ``topic`` from its beginning to its end (read without a consumer group)."""
-    consumer = Consumer(
-        {**settings.kafka_config(), "group.id": "istream-bootstrap", "enable.auto.commit": False,
-         "enable.partition.eof": False}
-    )  # fmt: skip
+    extra = {"group.id": "istream-bootstrap", "enable.auto.commit": False, "enable.partition.eof": False}
+    consumer = new_client(Consumer, client_config(settings, extra))
     try:
         wait = settings.kafka_timeout_s
         meta = consumer.list_topics(topic, timeout=wait).topics.get(topic)
