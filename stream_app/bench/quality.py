@@ -106,13 +106,18 @@ def _inputs(*args: object) -> list:
 def kept_run(path: Path, inputs: list, resume: bool, run: Callable[[], Any], echo: TextIO) -> Any:
     """``run()``'s result, kept in ``path``; with ``resume`` a result kept for the same inputs is reused."""
     if resume and path.is_file():
-        kept = json.loads(path.read_text(encoding="utf-8"))
-        if kept.get("inputs") == inputs:
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            kept = {}  # unreadable: the run is done again
+        if isinstance(kept, dict) and kept.get("inputs") == inputs and "result" in kept:
             print(f"reused {path} (same inputs)", file=echo, flush=True)
             return kept["result"]
     result = run()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"inputs": inputs, "result": result}, indent=2) + "\n", encoding="utf-8")
+    partial = path.with_suffix(".partial")  # renamed into place: an interrupted write leaves no half file
+    partial.write_text(json.dumps({"inputs": inputs, "result": result}, indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)
     return result
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from models.datasets import generate, write_jsonl
-from stream_app.bench.quality import _sasrec_lines, parse_baselines, parse_sasrec
+from stream_app.bench.quality import _sasrec_lines, kept_run, parse_baselines, parse_sasrec
 from stream_app.cli.common import istream_argv
 
 TOOLS = Path(__file__).resolve().parents[3].parent / "shared" / "tools"
@@ -46,6 +47,14 @@ def test_a_sasrec_run_its_budget_stopped_is_called_undertrained() -> None:
     assert "1 of 2 stopped by the budget" in line
     assert _sasrec_lines([early], 540.0)[0].endswith("all ended by early stopping")
     assert _sasrec_lines([], 540.0) == []
+
+
+def test_a_kept_run_that_cannot_be_read_is_run_again(tmp_path: Path) -> None:
+    kept = tmp_path / "run.json"
+    kept.write_text('{"inputs": ["a"], "res')  # cut short
+    assert kept_run(kept, ["a"], True, lambda: {"ndcg@10": 0.1}, echo=sys.stdout) == {"ndcg@10": 0.1}
+    assert kept_run(kept, ["a"], True, lambda: pytest.fail("ran again"), echo=sys.stdout) == {"ndcg@10": 0.1}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
 
 
 def test_two_seeds_beside_the_tools_and_a_resumed_bench_reuses_them(tmp_path: Path) -> None:
