@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,7 @@ from stream_app.worker.trial import Challenger, TrialChange, TrialWatcher
 
 log = logging.getLogger(__name__)
 TRENDING_PERSIST_S = 5.0  # how often the trending counts are stored (a kill -9 loses at most these seconds)
+WRITES_IN_FLIGHT = 2  # batches whose writes may wait while the next one is computed and emitted
 SWEEP_KEYS = 5_000  # states an expiry sweep reads per partition and tick
 
 
@@ -190,7 +191,7 @@ class WorkerEngine:
         self._feeds: list[TopicFeed] = []
         self.offsets = OffsetTracker()
         self.state_cache = StateCache(settings.worker_state_cache_users)
-        self._writing: asyncio.Future | None = None
+        self._writes: deque[asyncio.Future] = deque()  # batches' writes, oldest first; each awaits the one before
         self.on_write_failure: Callable[[], None] = lambda: None  # called inside the except block
         self._states: faust.Table | None = None
         self._trending_table: faust.Table | None = None
@@ -478,32 +479,45 @@ class WorkerEngine:
             result = isolate(
                 records, exc, states.load, self.serving, self.trending, self.config, now_ms, self.challenger
             )
-        await self.settle()  # the previous batch's outputs and states go first
-        self.state_cache.hold(result.states)
+        # This batch's outputs go out at once, not after the earlier batches' writes: a write is three
+        # broker round trips (outputs, changelog, its tails), which gated every next batch's outputs
+        # (e2e at 1,000 events/s: 19 ms a batch). The writes stay in batch order, chained, and at most
+        # WRITES_IN_FLIGHT of them wait, so a slow broker slows the batches instead of piling them up.
+        writes = self._writes
+        while writes and writes[0].done():
+            writes.popleft()
+        if len(writes) >= WRITES_IN_FLIGHT:
+            await asyncio.shield(writes.popleft())
+        held = self.state_cache.hold(result.states)
         self._producer.send_outputs(result.outputs)
-        self._writing = asyncio.ensure_future(self._write(result, states, events, generation, ack))
+        previous = writes[-1] if writes else None
+        writes.append(asyncio.ensure_future(self._write(previous, result, states, events, (held, generation), ack)))
         return result
 
     async def settle(self) -> None:
-        """Until the writes of the last batch are done (and its events acked)."""
-        if self._writing is not None:
-            writing, self._writing = self._writing, None
-            await writing
+        """Until the writes of every batch so far are done (and their events acked)."""
+        if self._writes:
+            last = self._writes[-1]
+            self._writes.clear()
+            await last
 
     async def _write(
         self,
+        previous: asyncio.Future | None,
         result: BatchResult,
         states: BatchStates,
         events: list[faust.types.EventT],
-        generation: int,
+        held: tuple[int, int],
         ack: Callable[[Any], Awaitable[Any]],
     ) -> None:
         try:
+            if previous is not None:
+                await asyncio.shield(previous)  # its failure is this write's too: nothing after it is acked
             t0 = time.perf_counter()
             await self._producer.flush()
             t1 = time.perf_counter()
             await states.write(result.writes, self._changelog)
-            self.state_cache.release(generation)
+            self.state_cache.release(*held)
             result.timings["emit"] = t1 - t0
             result.timings["store"] = time.perf_counter() - t1
             self._record(result, events)

@@ -4,8 +4,9 @@ Faust's per-message Python send path (aiokafka) was the worker's bottleneck, so 
 confluent-kafka producers, each flushed (every delivery confirmed) before the batch goes on.
 Ordering of effects per batch: outputs (vectors, recommendations, tombstones, dead letters) are
 produced and flushed first; the user states are written to the local store and their changelog
-records flushed next (``tables.BatchStates.write``); only then does the agent return the batch
-so Faust acks it and may commit. A crash before the state write replays the batch on restart:
+records flushed next (``tables.BatchStates.write``); only then are the batch's events acked, so
+Faust may commit them. The next batches are computed and their outputs sent meanwhile; their writes
+follow in order (``engine.WRITES_IN_FLIGHT``). A crash before the state write replays the batch on restart:
 the same states and model give the same outputs again, so consumers see at-least-once outputs
 (the same event and model version; values equal up to float32 noise, as the replayed batch may be
 composed differently and ONNX Runtime's kernels round per batch shape), and every state change is

@@ -3,10 +3,11 @@
 Decoding a stored state (its window of recent events, its seen items) was the largest single cost
 of the click path: about a quarter of ``process_batch`` on MovieLens-shaped states. The cache has
 two parts. A batch's states are *held* from the moment it is computed until its writes are in the
-local store and acknowledged by the changelog (the engine writes one batch while it computes the
-next), so the next batch reads them here, never the table that does not have them yet; a held
-deletion reads as "no state". Once written they are *released* into a bounded part, least recently
-used evicted first, whose entries always equal what the table holds. A batch takes its users'
+local store and acknowledged by the changelog (the engine computes and emits the next batches while
+earlier ones are written), so later batches read them here, never the table that does not have them
+yet; a held deletion reads as "no state". Once its batch is written a state is *released* into a
+bounded part, least recently used evicted first, whose entries always equal what the table holds; a
+state a later batch took and holds again stays held until that batch is written. A batch takes its users'
 states out while it works on them (``take``): a batch that fails leaves none of them behind.
 Partitions this worker stops owning are dropped (another worker may move their users on), and a
 batch that overlapped such a change releases nothing.
@@ -22,13 +23,15 @@ NOT_CACHED = object()  # what ``take`` returns for a user it knows nothing of
 
 
 class StateCache:
-    """Held states (one batch, unbounded) and at most ``capacity`` written ones; 0 keeps none written."""
+    """Held states (the batches being written, unbounded) and at most ``capacity`` written ones; 0 keeps
+    none written."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._written: dict[str, tuple[int, UserState]] = {}  # insertion order = recency
-        self._held: dict[str, tuple[int, UserState | None]] = {}
+        self._held: dict[str, tuple[int, UserState | None, int]] = {}  # ..., the batch that holds it
         self.generation = 0  # moves on whenever partitions are dropped
+        self._batches = 0  # batches held so far: the next one's number
 
     def __len__(self) -> int:
         return len(self._written) + len(self._held)
@@ -44,20 +47,24 @@ class StateCache:
         entry = self._held.get(user_id) or self._written.get(user_id)
         return NOT_CACHED if entry is None else entry[1]
 
-    def hold(self, states: Iterable[tuple[str, int, UserState | None]]) -> None:
-        """A computed batch's ``(user_id, partition, state)`` (None: deleted), until ``release``."""
+    def hold(self, states: Iterable[tuple[str, int, UserState | None]]) -> int:
+        """A computed batch's ``(user_id, partition, state)`` (None: deleted), until ``release`` of the
+        batch number returned."""
+        batch, self._batches = self._batches, self._batches + 1
         for user_id, partition, state in states:
             self._written.pop(user_id, None)
-            self._held[user_id] = (partition, state)
+            self._held[user_id] = (partition, state, batch)
+        return batch
 
-    def release(self, generation: int) -> None:
-        """The held states are written: keep them as written ones, unless partitions were dropped since
-        ``generation`` was read (when the batch began)."""
-        held, self._held = self._held, {}
+    def release(self, batch: int, generation: int) -> None:
+        """The states ``batch`` held are written: keep them as written ones, unless partitions were
+        dropped since ``generation`` was read (when the batch began)."""
+        released = [user for user, entry in self._held.items() if entry[2] == batch]
+        entries = [self._held.pop(user) for user in released]
         if generation != self.generation or not self.capacity:
             return
         written = self._written
-        for user_id, (partition, state) in held.items():
+        for user_id, (partition, state, _) in zip(released, entries, strict=True):
             if state is not None:
                 written[user_id] = (partition, state)
         for _ in range(len(written) - self.capacity):

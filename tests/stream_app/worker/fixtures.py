@@ -250,8 +250,7 @@ class InProcessRun:
             else:
                 self.states[w.user_id] = w.value
         if self.cache is not None:
-            self.cache.hold(result.states)
-            self.cache.release(generation)
+            self.cache.release(self.cache.hold(result.states), generation)
         return result
 
     def events(self, events: list[Event], batch_size: int) -> list[BatchResult]:

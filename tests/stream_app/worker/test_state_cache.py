@@ -26,8 +26,7 @@ def _state(version: str = "v1") -> UserState:
 def _written(cache: StateCache, states) -> None:
     """One batch through the cache as the engine runs it: held, then released once written."""
     generation = cache.generation
-    cache.hold(states)
-    cache.release(generation)
+    cache.release(cache.hold(states), generation)
 
 
 def test_take_hands_the_state_over_and_leaves_nothing_behind():
@@ -44,9 +43,21 @@ def test_a_held_batch_is_read_before_it_is_written_deletions_included():
     cache.hold([("a", 0, state), ("gone", 1, None)])
     assert cache.take("a") is state
     assert cache.take("gone") is None  # deleted: not "unknown", which would read the stale table
-    cache.hold([("a", 0, state)])
-    cache.release(cache.generation)
+    cache.release(cache.hold([("a", 0, state)]), cache.generation)
     assert cache.take("a") is NOT_CACHED and len(cache) == 0
+
+
+def test_a_state_a_later_batch_holds_again_stays_held_until_that_batch_is_written():
+    cache = StateCache(0)  # nothing survives a release: what is held is exactly what is still read
+    first_a, second_a, b = _state("first"), _state("second"), _state()
+    first = cache.hold([("a", 0, first_a), ("b", 0, b)])
+    assert cache.take("a") is first_a  # the next batch takes a while the first is being written
+    second = cache.hold([("a", 0, second_a)])
+    cache.release(first, cache.generation)  # the first batch's writes are done; the second's are not
+    assert cache.peek("b") is NOT_CACHED
+    assert cache.peek("a") is second_a  # the table does not have it yet: it must still be read here
+    cache.release(second, cache.generation)
+    assert cache.peek("a") is NOT_CACHED
 
 
 def test_a_deleted_state_leaves_the_cache_once_written():
@@ -70,11 +81,11 @@ def test_dropped_partitions_lose_their_users_and_a_batch_that_overlapped_release
     cache = StateCache(10)
     _written(cache, [("a", 0, _state()), ("b", 1, _state())])
     started = cache.generation
-    cache.hold([("c", 0, _state()), ("d", 1, _state())])
+    batch = cache.hold([("c", 0, _state()), ("d", 1, _state())])
     cache.drop_partitions([1])
     assert cache.take("b") is NOT_CACHED and cache.take("d") is NOT_CACHED
     assert cache.take("a") is not NOT_CACHED
-    cache.release(started)  # the batch began before the drop
+    cache.release(batch, started)  # the batch began before the drop
     assert cache.take("c") is NOT_CACHED
     _written(cache, [("c", 0, _state())])
     assert cache.take("c") is not NOT_CACHED
