@@ -180,12 +180,12 @@ def run_query_bench(
         env = {**QUERY_SERVING_ENV, **tuning_env(), "ISTREAM_WORKER_WEB_HOST": "127.0.0.1"}
         steps: list[dict[str, Any]] = []
         with Workers(settings, registry, opts.workers, env=env) as workers:
-            warm_up(settings, opts.partitions)
+            sender = warm_up(settings, opts.partitions)
             url = f"http://127.0.0.1:{workers.processes[0].web_port}"
             planned = len(opts.query_rates) * (opts.seconds + STEP_SLACK_S) + FRESHNESS_SAMPLES + 10
             live = workload_of(_live_events(rows, int(opts.rate * planned), opts.seed, tag), "live")
             stop, timings = threading.Event(), []
-            stream = threading.Thread(target=lambda: timings.append(drive(settings, live, opts.rate, 60, stop)))
+            stream = threading.Thread(target=lambda: timings.append(drive(settings, live, opts.rate, 60, stop, sender)))
             stream.start()
             try:
                 time.sleep(2.0)  # the stream at its rate before the first step
