@@ -31,3 +31,15 @@ def test_the_relay_reference_gives_the_share_of_its_ceiling_and_is_named_beside_
     clicks = targets(report)["clicks-only throughput (events/s)"]
     assert report["share_of_relay"] == 0.4
     assert clicks["met"] is False and "10,000 events/s" in clicks["note"]
+    share = targets(report)["events/s / the relay's"]
+    assert share["figure"] == 0.4 and share["met"] is True
+
+
+def test_the_latency_tail_is_judged_alone_and_against_the_relay_at_the_same_rate():
+    report = clicks_report(naive_cores=0.86)
+    report["options"]["rate"] = 1000.0
+    report["pipeline"]["latency_ms"] = {"p99": 150.0}
+    report["relay"] = {"sustained_events_per_s": 1_000.0, "latency_ms": {"p99": 80.0}}
+    judged = targets(report)
+    assert judged["p99 at 1000 events/s offered (ms)"]["met"] is False  # over 100 ms
+    assert judged["p99 / the relay's p99"]["figure"] == 1.875 and judged["p99 / the relay's p99"]["met"] is True
