@@ -56,6 +56,9 @@ class WorkerProcess:
         self.log_path = log
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        # the log may hold an earlier run's lines (a second `make run`): this worker's own start after them,
+        # or a "ready" line of the last run would pass for this one's
+        self._since = self._log.tell()
         command = argv or [*istream_argv(), "worker"]
         self.proc = subprocess.Popen(
             [*command, "--registry", str(registry), "--data-dir", str(data_dir), "--web-port", str(web_port)],
@@ -74,7 +77,10 @@ class WorkerProcess:
         return self.proc.returncode
 
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """What this worker has logged so far (not what the log held before it started)."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self._since)
+            return log.read().decode(errors="replace")
 
     def log_tail(self) -> str:
         return f"last lines of {self.log_path}:\n{self.output()[-LOG_TAIL_CHARS:]}"
