@@ -16,6 +16,7 @@ The inputs are the files and arguments, not the code: after a model change, run 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import statistics
@@ -99,8 +100,17 @@ def run_model(data: DataSet, seed: int, out: Path, train_args: list[str], echo: 
 
 
 def _inputs(*args: object) -> list:
-    """What a run depends on: its arguments, and each input file's size and modification time."""
-    return [[str(a), a.stat().st_size, a.stat().st_mtime_ns] if isinstance(a, Path) else str(a) for a in args]
+    """What a run depends on: its arguments, and each input file's content (sha256; not its date: a copy of
+    the same tools or data, e.g. a shared folder put in place anew, must not void the runs kept for it)."""
+    return [[str(a), _sha256(a)] if isinstance(a, Path) else str(a) for a in args]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def kept_run(path: Path, inputs: list, resume: bool, run: Callable[[], Any], echo: TextIO) -> Any:

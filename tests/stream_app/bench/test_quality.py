@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from models.datasets import generate, write_jsonl
-from stream_app.bench.quality import _sasrec_lines, kept_run, parse_baselines, parse_sasrec
+from stream_app.bench.quality import _inputs, _sasrec_lines, kept_run, parse_baselines, parse_sasrec
 from stream_app.cli.common import istream_argv
 
 TOOLS = Path(__file__).resolve().parents[3].parent / "shared" / "tools"
@@ -55,6 +55,19 @@ def test_a_kept_run_that_cannot_be_read_is_run_again(tmp_path: Path) -> None:
     assert kept_run(kept, ["a"], True, lambda: {"ndcg@10": 0.1}, echo=sys.stdout) == {"ndcg@10": 0.1}
     assert kept_run(kept, ["a"], True, lambda: pytest.fail("ran again"), echo=sys.stdout) == {"ndcg@10": 0.1}
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_a_run_is_kept_for_its_files_content_not_their_dates(tmp_path: Path) -> None:
+    tool = tmp_path / "tool.py"
+    tool.write_text("print(1)\n")
+    kept = tmp_path / "kept.json"
+    kept_run(kept, _inputs(tool, "--seed", "0"), True, lambda: {"ndcg@10": 0.1}, echo=sys.stdout)
+    os.utime(tool, (1, 1))  # the same tool put in place anew
+    assert kept_run(kept, _inputs(tool, "--seed", "0"), True, lambda: pytest.fail("ran again"), echo=sys.stdout)
+    tool.write_text("print(2)\n")  # a changed tool runs again
+    assert kept_run(kept, _inputs(tool, "--seed", "0"), True, lambda: {"ndcg@10": 0.2}, echo=sys.stdout) == {
+        "ndcg@10": 0.2
+    }
 
 
 def test_two_seeds_beside_the_tools_and_a_resumed_bench_reuses_them(tmp_path: Path) -> None:
