@@ -137,6 +137,22 @@ class Settings(BaseSettings):
         description="Each changelog write ends every partition with a one-record batch: Tansu's high watermark "
         "counts a batch as one record, so table recovery would stop short. Turn off on Apache Kafka.",
     )
+    ann_min_items: int = Field(
+        50_000,
+        ge=0,
+        description="Catalogs with at least this many items are ranked by the approximate search (an HNSW graph, "
+        "exact re-scoring), smaller ones exactly (`istream bench index` measures where it pays); 0 = always.",
+    )
+    ann_ef_search: int = Field(128, ge=1, description="Least candidates the approximate search walks for per query.")
+    ann_connectivity: int = Field(32, ge=4, description="Neighbours per node of the approximate search's graph (M).")
+    ann_ef_construction: int = Field(
+        100, ge=8, description="Candidates each item's insertion into the approximate search's graph walks for."
+    )
+    ann_index_dir: Path | None = Field(
+        None,
+        description="Where built search graphs are kept, one per bundle, so a restart loads its graph instead of "
+        "building it (default `<run_dir>/ann`).",
+    )
     misrouted: Literal["forward", "deadletter"] = Field(
         "forward",
         description="An event or tombstone off its user's partition (murmur2 of the key, as the client and Java "

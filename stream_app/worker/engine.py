@@ -43,7 +43,7 @@ from stream_app.worker.event_time import EventTimePolicy
 from stream_app.worker.feeds import TopicFeed
 from stream_app.worker.hot_swap import ModelSwapper
 from stream_app.worker.isolation import ENVIRONMENT_FAULTS, isolate
-from stream_app.worker.item_index import Catalog, ItemIndex
+from stream_app.worker.item_index import Catalog
 from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.offsets import OffsetTracker
 from stream_app.worker.online_eval import OnlineConfig, OnlineWindow
@@ -56,6 +56,7 @@ from stream_app.worker.pipeline import (
     dead_letter_output,
     process_batch,
 )
+from stream_app.worker.serving_index import IndexPreparer
 from stream_app.worker.state_cache import NOT_CACHED, StateCache
 from stream_app.worker.state_codec import NO_TS, StateCodecError, UserState, active_at, decode_state
 from stream_app.worker.tables import TRENDING_KEY, BatchStates, local_store, write_through
@@ -184,6 +185,7 @@ class WorkerEngine:
         self.serving: Serving | None = None
         self.challenger: Challenger | None = None  # the registry's TRIAL, run beside ``serving``
         self._retired: Serving | None = None  # the model that ran last before the current ones, kept to reuse
+        self._indexes = IndexPreparer(settings)  # each model's item index, built where the model is loaded
         self._swapper: ModelSwapper | None = None
         self._trials: TrialWatcher | None = None
         self._producer: OutputProducer | None = None
@@ -214,9 +216,12 @@ class WorkerEngine:
 
         if self.settings.worker_blas_threads:
             threadpool_limits(self.settings.worker_blas_threads, user_api="blas")  # process-wide, kept
+            # this thread's OpenMP (the approximate search); the loading threads build graphs on every core
+            threadpool_limits(self.settings.worker_blas_threads, user_api="openmp")
 
         root = Path(self.settings.registry_dir)
-        registry, load, poll_s = Registry(root), runtime_loader(self.settings), self.settings.model_poll_s
+        load = self._indexes.loader(runtime_loader(self.settings))
+        registry, poll_s = Registry(root), self.settings.model_poll_s
         self._swapper = ModelSwapper(registry, root, load, self.metrics, poll_s, held=self._held_runtime)
         self._trials = TrialWatcher(registry, load, self._held_runtime, self.metrics, poll_s)
         self.metrics.trial.info({"version": "", "mode": "none", "share": "0"})
@@ -369,7 +374,7 @@ class WorkerEngine:
     def _serving_of(self, runtime: Any) -> Serving:
         """The held ``Serving`` of ``runtime`` (its index kept current), else a new one."""
         held = next((s for s in self._held() if s.runtime is runtime), None)
-        return held if held is not None else Serving(runtime, ItemIndex.for_model(runtime, self.catalog))
+        return held if held is not None else self._indexes.serving(runtime, self.catalog)
 
     def _retire(self, serving: Serving | None) -> None:
         if serving is not None and serving is not self.serving:

@@ -13,10 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, repeat
-from typing import Protocol
+from itertools import repeat
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+from stream_app.worker.exact_search import exact_top_k, padded_rows
+
+if TYPE_CHECKING:
+    from stream_app.worker.approximate_search import ApproximateSearch
 
 
 class ItemEmbedder(Protocol):
@@ -87,11 +92,14 @@ class ItemIndex:
         self.row_of: dict[str, int] = {item: i for i, item in enumerate(self.ids)}
         # replaced whenever ids gain rows: rows looked up before (-1 for an unknown id) may be stale then
         self.token = object()
-        self._matrix = matrix.copy()
-        self._alive = np.ones(len(self.ids), dtype=bool)
-        self._popularity = np.zeros(len(self.ids), dtype=np.float64)
+        self._matrix = np.zeros((padded_rows(len(self.ids)), matrix.shape[1]), dtype=np.float32)
+        self._matrix[: len(self.ids)] = matrix
+        self._alive = np.zeros(len(self._matrix), dtype=bool)
+        self._alive[: len(self.ids)] = True
+        self._popularity = np.zeros(len(self._matrix), dtype=np.float64)
         self._matching: tuple[object, int, dict[tuple[str, ...], np.ndarray]] = (None, -1, {})
         self._popularity_order: tuple[object, np.ndarray] = (None, np.zeros(0, dtype=np.int64))
+        self.approximate: ApproximateSearch | None = None  # None: exact search
 
     @classmethod
     def for_model(cls, embedder: ItemEmbedder, catalog: Catalog) -> ItemIndex:
@@ -177,10 +185,10 @@ class ItemIndex:
                 self._alive[row] = False
 
     def _reserve(self, rows: int) -> None:
-        """Room for ``rows`` rows; rows past the items are zeros."""
+        """Room for ``rows`` rows; rows past the items are zeros (``exact_top_k`` reads whole blocks)."""
         if rows > self._matrix.shape[0]:
             n = len(self.ids)
-            capacity = max(rows, 2 * self._matrix.shape[0], 64)
+            capacity = max(rows, self._matrix.shape[0] * 5 // 4, 64)  # a quarter more: 1M rows are 512 MB
             grown = np.zeros((capacity, self.dim), dtype=np.float32)
             grown[:n] = self._matrix[:n]
             alive = np.zeros(capacity, dtype=bool)
@@ -191,13 +199,15 @@ class ItemIndex:
 
     def _append(self, ids: list[str], vectors: np.ndarray) -> None:
         n, need = len(self.ids), len(self.ids) + len(ids)
-        self._reserve(need)
+        self._reserve(padded_rows(need))
         self._matrix[n:need] = vectors
         self._alive[n:need] = True
         for i, item in enumerate(ids, start=n):
             self.row_of[item] = i
         self.ids.extend(ids)
         self.token = object()
+        if self.approximate is not None:
+            self.approximate.add(self._matrix[:need])
 
     def vectors(self, item_ids: Sequence[str]) -> np.ndarray:
         """[n, D] step inputs; an item the index has never heard of gets a zero vector."""
@@ -223,70 +233,26 @@ class ItemIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Best ``k`` live items for each query row by dot product, minus that row's excluded rows
         (``rows`` of the excluded ids; -1, an unknown id, excludes nothing), among the ``allowed``
-        rows ([n] bool, e.g. ``matching``; None: all).
+        rows ([n] bool, e.g. ``matching``; None: all): exactly, or through the approximate search
+        with exact re-scoring when the index has one (``use_approximate``).
 
         Returns (rows [E, k] int64, scores [E, k] float32), best first; a slot with no item left
         has row -1 and score -inf.
         """
         n = len(self.ids)
-        k = min(k, n)
-        width = -(-n // BLOCK) * BLOCK  # whole blocks: padding columns score -inf
-        self._reserve(width)
-        scores = _products(np.asarray(queries, dtype=np.float32), self._matrix[:width])
-        scores[:, n:] = -np.inf
-        alive = self._alive[:n] if allowed is None else self._alive[:n] & allowed
-        if not alive.all():
-            scores[:, :n][:, ~alive] = -np.inf
-        counts = np.fromiter(map(len, exclude), dtype=np.int64, count=len(exclude))
-        rows = np.fromiter(chain.from_iterable(exclude), dtype=np.int64, count=int(counts.sum()))
-        query_of = np.repeat(np.arange(len(exclude)), counts)
-        known = rows >= 0
-        scores[query_of[known], rows[known]] = -np.inf
-        if k == 0:
-            empty = np.zeros((len(scores), 0))
-            return empty.astype(np.int64), empty.astype(np.float32)
-        candidates = _candidates(scores, k)
-        cand_scores = np.take_along_axis(scores, candidates, axis=1)
-        m = cand_scores.shape[1]
-        best = np.argpartition(cand_scores, m - k, axis=1)[:, m - k :]
-        top = np.take_along_axis(candidates, best, axis=1)
-        top_scores = np.take_along_axis(cand_scores, best, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        top_scores = np.take_along_axis(top_scores, order, axis=1)
-        top[np.isneginf(top_scores)] = -1
-        return top, top_scores
+        usable = self._alive[:n] if allowed is None else self._alive[:n] & allowed
+        mask = None if usable.all() else usable
+        if self.approximate is None or allowed is not None:
+            # a request's filter is ranked exactly: a graph walked around the rows a filter skips finds
+            # few of the rest (see approximate_search), and filtered requests come from the query API only
+            return exact_top_k(self._matrix, n, mask, queries, exclude, k)
+        return self.approximate.top_k(self._matrix, mask, queries, exclude, k)
+
+    def use_approximate(self, search: ApproximateSearch) -> None:
+        """Rank through ``search`` (built over this index's rows, ``ApproximateSearch.build``/``load``)."""
+        if len(search) != len(self.ids):
+            raise ValueError(f"the approximate search holds {len(search)} rows, the index {len(self.ids)}")
+        self.approximate = search
 
 
 MATCHING_CACHED = 256  # filters whose rows an index keeps
-# Below this many queries, one matrix-vector product each: OpenBLAS's matrix product took 2x longer per
-# query for 2 or 3 queries than for 1 (9,742 x 128 items: 116 and 108 us a query against 60), and 51 for 4.
-ROWWISE_BELOW = 4
-
-
-def _products(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """[Q, N] dot products of each query with each row of ``matrix``."""
-    if 1 < len(queries) < ROWWISE_BELOW:
-        return np.stack([matrix @ query for query in queries])
-    return queries @ matrix.T
-
-
-BLOCK = 32  # 32 beat 16, 64 and 128 on a 9,742-item catalog (fewer candidates to gather, same maxima work)
-
-
-def _candidates(scores: np.ndarray, k: int) -> np.ndarray:
-    """Columns [E, m] of each row that surely hold its ``k`` best. ``scores`` has ``BLOCK * nb``
-    columns, grouped into ``nb`` blocks of ``BLOCK`` columns (block b: columns b, b + nb, ...,
-    so the maxima are one reduction over a middle axis, fast in numpy). The ``k`` blocks with
-    the highest maxima hold the k best, since each of them is the maximum of its block or shares
-    a block with a better one: small partitions instead of one over the whole catalog per row."""
-    rows, width = scores.shape
-    blocks = width // BLOCK
-    if blocks <= k:
-        return np.broadcast_to(np.arange(width), (rows, width))
-    grouped = scores.reshape(rows, BLOCK, blocks)
-    maxima = grouped[:, 0].copy()
-    for j in range(1, BLOCK):  # one contiguous maximum per block row: 4x faster than .max(axis=1)
-        np.maximum(maxima, grouped[:, j], out=maxima)
-    top_blocks = np.argpartition(maxima, blocks - k, axis=1)[:, blocks - k :]
-    return (top_blocks[:, :, None] + blocks * np.arange(BLOCK)).reshape(rows, k * BLOCK)

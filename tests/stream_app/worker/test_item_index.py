@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from stream_app.worker.item_index import BLOCK, Catalog, ItemIndex, attribute_labels
+from stream_app.worker.exact_search import BLOCK
+from stream_app.worker.item_index import Catalog, ItemIndex, attribute_labels
 
 
 def test_top_k_ranks_the_whole_catalog_minus_seen():
