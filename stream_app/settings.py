@@ -148,6 +148,12 @@ class Settings(BaseSettings):
     ann_ef_construction: int = Field(
         100, ge=8, description="Candidates each item's insertion into the approximate search's graph walks for."
     )
+    ann_audit_every: int = Field(
+        1000,
+        ge=0,
+        description="One query in this many is also ranked exactly and the approximate search's recall counted "
+        "(`istream_ranking_audit_items_total`); 0 = never.",
+    )
     ann_index_dir: Path | None = Field(
         None,
         description="Where built search graphs are kept, one per bundle, so a restart loads its graph instead of "

@@ -19,8 +19,9 @@ minutes at a million rows on two cores, so the worker builds it where the model 
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,12 +31,21 @@ from threadpoolctl import threadpool_limits
 from stream_app.worker.exact_search import exact_top_k, exclusions
 
 
+def _faiss():
+    """faiss, imported without its loader's INFO lines (a ModuleNotFoundError per CPU-specific build it tries)."""
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    import faiss
+
+    return faiss
+
+
 @dataclass(frozen=True)
 class AnnOptions:
     connectivity: int = 32  # HNSW M: neighbours per node
     ef_construction: int = 100  # candidates each insertion walks for
     ef_search: int = 128  # least candidates a query walks for
     build_threads: int = 0  # 0: every core (the build runs beside the serving model)
+    audit_every: int = 0  # one query in this many is also ranked exactly, its recall reported (0: none)
 
 
 class ApproximateSearch:
@@ -46,10 +56,13 @@ class ApproximateSearch:
         self.options = options
         self.rewalks = 0  # queries walked again with a deeper fetch
         self.exact_queries = 0  # queries ranked exactly: the fetch they needed was a large share of the catalog
+        # (rows of the exact top-K found, missed) of each audited query: the recall of the serving model's queries
+        self.on_audit: Callable[[int, int], None] = lambda found, missed: None
+        self._queries = 0
 
     @classmethod
     def build(cls, matrix: np.ndarray, options: AnnOptions) -> ApproximateSearch:
-        import faiss
+        faiss = _faiss()
 
         graph = faiss.IndexHNSWFlat(matrix.shape[1], options.connectivity, faiss.METRIC_INNER_PRODUCT)
         graph.hnsw.efConstruction = options.ef_construction
@@ -61,7 +74,7 @@ class ApproximateSearch:
     @classmethod
     def load(cls, path: Path, matrix: np.ndarray, options: AnnOptions) -> ApproximateSearch | None:
         """The graph saved at ``path`` when it holds ``matrix``'s rows (None otherwise; 64 rows compared)."""
-        import faiss
+        faiss = _faiss()
 
         graph = faiss.read_index(str(path))
         if (
@@ -76,7 +89,7 @@ class ApproximateSearch:
         return cls(graph, options)
 
     def save(self, path: Path) -> None:
-        import faiss
+        faiss = _faiss()
 
         path.parent.mkdir(parents=True, exist_ok=True)
         part = path.with_name(path.name + ".part")
@@ -128,7 +141,21 @@ class ApproximateSearch:
             self.rewalks += len(todo)
             fetch *= 2
         top[np.isneginf(top_scores)] = -1
+        self._audit(matrix, usable, queries, exclude, k, top)
         return top, top_scores
+
+    def _audit(self, matrix, usable, queries, exclude, k: int, top: np.ndarray) -> None:
+        """Rank exactly as many of the batch's first queries as multiples of ``audit_every`` the running
+        count of queries passed, and report what the walk found of their exact top-K."""
+        every, before = self.options.audit_every, self._queries
+        self._queries += len(queries)
+        audited = self._queries // every - before // every if every else 0
+        if not audited:
+            return
+        rows, _ = exact_top_k(matrix, len(self), usable, queries[:audited], list(exclude[:audited]), k)
+        pairs = zip(rows.tolist(), top[:audited].tolist(), strict=True)
+        found = sum(len({r for r in want if r >= 0} & set(got)) for want, got in pairs)
+        self.on_audit(found, int(np.count_nonzero(rows >= 0)) - found)
 
     def _candidates(
         self,
@@ -141,7 +168,7 @@ class ApproximateSearch:
         n: int,
     ) -> tuple[np.ndarray, np.ndarray]:
         """[Q, fetch] rows the graph proposes and their exact scores, -inf for one that may not be returned."""
-        import faiss
+        faiss = _faiss()
 
         params = faiss.SearchParametersHNSW()
         params.efSearch = max(self.options.ef_search, fetch)

@@ -185,7 +185,9 @@ class WorkerEngine:
         self.serving: Serving | None = None
         self.challenger: Challenger | None = None  # the registry's TRIAL, run beside ``serving``
         self._retired: Serving | None = None  # the model that ran last before the current ones, kept to reuse
-        self._indexes = IndexPreparer(settings)  # each model's item index, built where the model is loaded
+        self._indexes = IndexPreparer(
+            settings, self.metrics
+        )  # each model's item index, built where the model is loaded
         self._swapper: ModelSwapper | None = None
         self._trials: TrialWatcher | None = None
         self._producer: OutputProducer | None = None
@@ -388,13 +390,18 @@ class WorkerEngine:
             self.challenger = None  # promoted: the trial that named it is over (the watcher learns it next)
         _freeze_long_lived()
         self.metrics.model.info({"version": runtime.version, "provider": str(getattr(runtime, "provider", ""))})
-        self.metrics.catalog_items.set(len(self.serving.index))
+        self._index_metrics()
         log.info(
             "serving model: version=%s provider=%s items=%d",
             runtime.version,
             getattr(runtime, "provider", "?"),
             len(self.serving.index),
         )
+
+    def _index_metrics(self) -> None:
+        index = self.serving.index
+        self.metrics.catalog_items.set(len(index))
+        self.metrics.ranking_graph_items.set(0 if index.approximate is None else len(index.approximate))
 
     def publish_online(self, record: OnlineMetrics | None) -> None:
         """Send a closed window's online-metrics record (flushed with the next batch's outputs, or at stop)."""
@@ -447,7 +454,7 @@ class WorkerEngine:
         if not records:
             return
         added, removed, rejected = apply_catalog_records(records, self.catalog, self.serving, self._held()[1:])
-        self.metrics.catalog_items.set(len(self.serving.index))
+        self._index_metrics()
         if added or removed:
             log.info("catalog: items_added=%d items_removed=%d", added, removed)
         if rejected:

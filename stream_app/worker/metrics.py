@@ -60,6 +60,18 @@ class WorkerMetrics:
         self.swaps = Counter("istream_model_swaps", "Model versions swapped in.", registry=r)
         self.swap_refusals = Counter("istream_model_refusals", "Model versions refused.", ["reason"], registry=r)
         self.catalog_items = Gauge("istream_catalog_items", "Recommendable items in the index.", registry=r)
+        self.ranking_graph_items = Gauge(
+            "istream_ranking_graph_items",
+            "Items in the approximate search's graph (0: the catalog is ranked exactly, ISTREAM_ANN_MIN_ITEMS).",
+            registry=r,
+        )
+        self.ranking_audit = Counter(
+            "istream_ranking_audit_items",
+            "Items of the exact top-K of the queries the approximate search audits (ISTREAM_ANN_AUDIT_EVERY), by "
+            "whether it found them: found / (found + missed) is its recall@K on the serving model's queries.",
+            ["result"],
+            registry=r,
+        )
         self.states_expired = Counter(
             "istream_states_expired", "User states deleted after ISTREAM_STATE_TTL_S without events.", registry=r
         )

@@ -20,6 +20,7 @@ from typing import Any
 
 from stream_app.settings import Settings
 from stream_app.worker.item_index import Catalog, ItemIndex
+from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.pipeline import Serving
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def ann_options(settings: Settings):
         connectivity=settings.ann_connectivity,
         ef_construction=settings.ann_ef_construction,
         ef_search=settings.ann_ef_search,
+        audit_every=settings.ann_audit_every,
     )
 
 
@@ -77,8 +79,9 @@ def model_index(runtime: Any, settings: Settings) -> ItemIndex:
 class IndexPreparer:
     """Indexes built in the threads that load runtimes, handed to the engine with the runtime."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: WorkerMetrics | None = None) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._lock = threading.Lock()
         # a runtime refused after loading (a trial of another encoder) leaves with its index
         self._ready: weakref.WeakKeyDictionary[Any, ItemIndex] = weakref.WeakKeyDictionary()
@@ -101,5 +104,9 @@ class IndexPreparer:
             index = self._ready.pop(runtime, None)
         if index is None:
             index = model_index(runtime, self._settings)
+        if index.approximate is not None and self._metrics is not None:
+            audits = self._metrics.ranking_audit
+            found, missed = audits.labels("found"), audits.labels("missed")
+            index.approximate.on_audit = lambda f, m: (found.inc(f), missed.inc(m))
         index.apply_catalog(runtime, catalog.texts, catalog.removed)
         return Serving(runtime, index)

@@ -129,3 +129,41 @@ def test_exact_search_in_chunks_equals_one_pass(monkeypatch):
     assert chunked[0].tolist() == whole[0].tolist()
     np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-6)  # BLAS sums in another order
     _check("exact", index, queries, seen, 10)
+
+
+def test_a_model_index_is_built_once_then_loaded_from_disk(runtime, tmp_path, caplog):
+    from stream_app.settings import Settings
+    from stream_app.worker.serving_index import model_index
+
+    settings = Settings(ann_min_items=1, ann_index_dir=tmp_path)
+    with caplog.at_level("INFO", logger="stream_app.worker.serving_index"):
+        built = model_index(runtime, settings)
+        loaded = model_index(runtime, settings)
+    assert [r.getMessage().split(" in ")[0] for r in caplog.records] == [
+        f"search graph of {len(runtime.item_ids)} items built",
+        f"search graph of {len(runtime.item_ids)} items loaded from {next(tmp_path.iterdir())}",
+    ]
+    queries = np.random.default_rng(0).normal(size=(4, runtime.dim)).astype(np.float32)
+    assert built.top_k(queries, [[]] * 4, 5)[0].tolist() == loaded.top_k(queries, [[]] * 4, 5)[0].tolist()
+    assert model_index(runtime, Settings(ann_min_items=len(runtime.item_ids) + 1)).approximate is None
+
+
+def test_the_index_is_prepared_where_the_model_is_loaded(runtime, tiny_bundle, tmp_path):
+    """The hot-swap and trial threads load through ``IndexPreparer.loader``: the engine gets the index built there."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from stream_app.settings import Settings
+    from stream_app.worker.item_index import Catalog
+    from stream_app.worker.serving_index import IndexPreparer
+
+    preparer = IndexPreparer(Settings(ann_min_items=1, ann_index_dir=tmp_path))
+    load = preparer.loader(lambda bundle: runtime)
+    with ThreadPoolExecutor(1) as thread:
+        loaded = thread.submit(load, tiny_bundle).result()
+    prepared = preparer._ready[loaded]
+    catalog = Catalog()
+    catalog.apply("fresh", "a brand new synth")
+    catalog.apply(runtime.item_ids[0], None)
+    serving = preparer.serving(loaded, catalog)
+    assert serving.index is prepared and len(serving.index.approximate) == len(runtime.item_ids) + 1
+    assert not serving.index.is_alive(runtime.item_ids[0]) and serving.index.is_alive("fresh")
