@@ -57,6 +57,12 @@ def pipeline_rows(figures: dict[str, Any]) -> list[tuple[str, Any]]:
     return rows
 
 
+def _graph(worker: dict[str, Any]) -> str:
+    if "graph_seconds" not in worker:
+        return worker["graph"]
+    return f"{worker['graph']} in {worker['graph_seconds']:.1f} s ({worker['graph_items']:,} items)"
+
+
 def e2e_markdown(report: dict[str, Any]) -> str:
     ctx, opts = report["context"], report["options"]
     rate = "max" if opts["rate"] is None else f"{opts['rate']:.0f}/s"
@@ -103,6 +109,18 @@ def e2e_markdown(report: dict[str, Any]) -> str:
         parts.append(
             f"Worker CPU per event with the shadow: **{report['shadow_cpu_per_event_ratio']:.2f}x** that without "
             f"(the challenger's stage: {shares.get('challenger', 0.0):.1%} of its stage time)"
+        )
+    if "items" in report:
+        catalog = report["catalog"]
+        parts += [
+            f"## A synthetic catalog of {catalog['items']:,} items, same events",
+            table(pipeline_rows(report["items"])),
+        ]
+        parts.append(
+            f"Throughput: **{report['items_throughput_share']:.0%}** of that on the bundle's own catalog. Prepared "
+            f"before the workers started: bundle loaded in {catalog['bundle_load_s']:.1f} s, index built in "
+            f"{catalog['index_build_s']:.1f} s ({'approximate search' if catalog['approximate'] else 'exact search'}); "
+            f"the timed worker's search graph: {_graph(catalog['worker'])}."
         )
     if "naive" in report:
         parts += ["## Naive reference, same events", table(pipeline_rows(report["naive"]))]

@@ -187,6 +187,14 @@ out_option = click.option(
     "worker CPU per event against the run without.",
 )
 @click.option(
+    "--items",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Also run the same events on the serving bundle with a synthetic catalog of this many items (its own "
+    "items plus generated ones) and report throughput and worker RSS against the run on its own catalog.",
+)
+@click.option(
     "--order",
     type=click.Choice(["interleaved", "time"]),
     default="interleaved",
@@ -209,6 +217,7 @@ def e2e(
     compare_naive: bool,
     compare_relay: bool,
     shadow: bool,
+    items: int,
     order: str,
     seed: int,
     profile: bool,
@@ -233,6 +242,7 @@ def e2e(
         compare_naive=compare_naive,
         compare_relay=compare_relay,
         shadow=shadow,
+        items=items,
         profile_dir=setup.out / "profile" if profile else None,
     )
     report = run_e2e(setup.settings, opts, setup.registry, bootstrap, setup.work / "runs", setup.data_dir)
@@ -421,3 +431,77 @@ def query(
     )
     report = run_query_bench(setup.settings, opts, setup.registry, bootstrap, setup.work / "runs", setup.data_dir)
     _publish(setup, "query", report, query_markdown(report))
+
+
+def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(0 if v.strip() == "real" else int(float(v)) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter("give 'real' and item counts, e.g. real,100000,1e6") from None
+    if not sizes or min(sizes) < 0:
+        raise click.BadParameter("give at least one size, each 'real' or >= 1")
+    return sizes
+
+
+def _libraries(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    from stream_app.bench.index import LIBRARIES
+
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = sorted(set(names) - set(LIBRARIES))
+    if unknown or not names:
+        raise click.BadParameter(f"choose among {', '.join(LIBRARIES)} (got {value!r})")
+    for name in set(names) - {"faiss"}:
+        try:
+            __import__(name)
+        except ImportError:
+            raise click.BadParameter(f"{name} is not installed; `pip install {name}` to compare it") from None
+    return names
+
+
+@bench.command()
+@click.option(
+    "--sizes",
+    default="real,30000,100000,1000000",
+    show_default=True,
+    callback=_sizes,
+    help="Catalogs: 'real' (the model's item table) and item counts (the real items plus synthetic ones).",
+)
+@click.option("--ef-search", "ef_search", default="64,128,256", show_default=True, callback=_batch_sizes)
+@click.option("--libraries", default="faiss", show_default=True, callback=_libraries, help="Also usearch, voyager.")
+@click.option(
+    "--users", default=300, show_default=True, type=click.IntRange(1), help="Users whose events give queries."
+)
+@click.option("--queries", default=2000, show_default=True, type=click.IntRange(1), help="Queries drawn from them.")
+@click.option(
+    "--events",
+    "events_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="History the queries come from (default: the bench model's training events).",
+)
+@registry_option
+@data_option
+@out_option
+@reports_errors
+def index(
+    sizes: tuple[int, ...],
+    ef_search: list[int],
+    libraries: tuple[str, ...],
+    users: int,
+    queries: int,
+    events_file: Path | None,
+    registry: Path | None,
+    data_dir: Path | None,
+    out_dir: Path | None,
+) -> None:
+    """Cost, memory and recall@10 of the exact and approximate searches against catalog size: index.md/json/png."""
+    from stream_app.bench.index import IndexBenchOptions, index_markdown, index_plot, run_index_bench
+
+    setup = _setup("index", out_dir, data_dir, registry)
+    events = events_file or setup.work / "train-data" / "events.jsonl"
+    if not events.is_file():
+        raise click.BadParameter(f"{events} does not exist; give the history with --events", param_hint="--events")
+    options = IndexBenchOptions(sizes, tuple(ef_search), libraries=libraries)
+    report = run_index_bench(setup.registry, events, options, users, queries, lambda line: click.echo(line, err=True))
+    plot = setup.out / "index.png"
+    index_plot(report, plot)
+    _publish(setup, "index", report, index_markdown(report), plot)

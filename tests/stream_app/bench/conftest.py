@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from tests.stream_app.worker.conftest import registry  # noqa: F401 - shared fixture
+from tests.stream_app.worker.conftest import registry, runtime  # noqa: F401 - shared fixtures

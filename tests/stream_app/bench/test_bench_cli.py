@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from export.registry import Registry
@@ -149,3 +150,30 @@ def test_query_answers_every_query_while_events_stream_and_reports_each_step(ist
         "queries/s answered with p99 <= 20 ms (k=10) while events stream",
     }
     assert "## Query steps" in (tmp_path / "report" / "query.md").read_text()
+
+
+def test_index_ranks_real_queries_exactly_and_approximately_at_each_size(istream, registry, runtime, tmp_path):
+    from tests.stream_app.worker.fixtures import make_events
+
+    events = tmp_path / "events.jsonl"
+    history = make_events(runtime.item_ids, n_users=6, per_user=10, seed=3)
+    events.write_text("".join(msgspec.json.encode(e).decode() + "\n" for e in history))
+    run = istream(
+        "bench", "index", "--registry", registry, "--events", events, "--sizes", "real,3000", "--ef-search", "16,64",
+        "--users", 6, "--queries", 50, "--out", tmp_path / "report", timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    report = json.loads((tmp_path / "report" / "index.json").read_text())
+    assert report["queries"] == 50 and [s["items"] for s in report["sizes"]] == [len(runtime.item_ids), 3000]
+    for size in report["sizes"]:
+        assert size["exact_us_per_query"] > 0
+        assert [(x["library"], x["ef_search"]) for x in size["approximate"]] == [
+            ("faiss", 16),
+            ("faiss", 64),
+            ("faiss", 128),
+        ]
+        assert all(0 <= x["recall_at_10"] <= 1 and x["memory_mb"] > 0 for x in size["approximate"])
+    # the bundle's 20 items: every walk reaches them all; the worker's default ef_search (128) always measured
+    assert all(x["recall_at_10"] == 1 for x in report["sizes"][0]["approximate"])
+    assert "recall@10 >= 0.98, real catalog (20 items)" in report["targets"]
+    assert (tmp_path / "report" / "index.png").stat().st_size > 10_000 and "| 3,000 (synthetic) | exact |" in run.stdout
