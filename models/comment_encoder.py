@@ -79,7 +79,12 @@ class CommentEncoder(nn.Module):
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Embeddings ``[len(texts), dim]`` float32. Texts are batched by length so padding stays small."""
+        """Embeddings ``[len(texts), dim]`` float32. Texts are batched by length so padding stays small, and
+        each distinct text is encoded once (a generated catalog of a million items has a few thousand)."""
+        distinct = list(dict.fromkeys(texts))
+        if len(distinct) < len(texts):
+            where = {text: i for i, text in enumerate(distinct)}
+            return self.encode(distinct, batch_size, progress)[[where[text] for text in texts]]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         starts = range(0, len(order), batch_size)

@@ -30,6 +30,16 @@ def test_encode_matches_sentence_transformers(encoder: CommentEncoder) -> None:
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 
+def test_each_distinct_text_is_encoded_once(encoder: CommentEncoder, monkeypatch) -> None:
+    alone = encoder.encode(TEXTS[:2])
+    seen: list[str] = []
+    tokenize = encoder.tokenize
+    monkeypatch.setattr(encoder, "tokenize", lambda texts: (seen.extend(texts), tokenize(texts))[1])
+    repeated = [TEXTS[i % 2] for i in range(6)]
+    np.testing.assert_allclose(encoder.encode(repeated, batch_size=3), alone[np.arange(6) % 2], atol=1e-5)
+    assert sorted(seen) == sorted(TEXTS[:2])
+
+
 def test_forward_is_the_onnx_signature(encoder: CommentEncoder) -> None:
     batch = encoder.tokenize(TEXTS[:2])
     emb = encoder(batch["input_ids"], batch["attention_mask"])
