@@ -54,6 +54,7 @@ class SizeResult:
     synthetic: bool
     exact_us: float
     exact_ndcg: float
+    fp16_recall: float = float("nan")  # recall@10 of the exact search over the table rounded to float16
     rows: list[dict[str, Any]] = field(default_factory=list)  # one per library and ef_search
 
 
@@ -163,6 +164,10 @@ def measure_size(
     index = ItemIndex([str(i) for i in range(len(matrix))], matrix)
     truth, exact_us = _timed_batches(queries, lambda q, e: index.top_k(q, e, K)[0])
     result = SizeResult(len(matrix), synthetic, exact_us, ndcg(truth, queries.next_row))
+    # the table stored as float16 (half the bundle's bytes), ranked exactly: what the rounding costs
+    rank_half = ItemIndex(index.ids, matrix.astype(np.float16).astype(np.float32)).top_k
+    result.fp16_recall = recall(_timed_batches(queries, lambda q, e: rank_half(q, e, K)[0])[0], truth)
+    rank_half = None  # its matrix: as large as the catalog's
     log(f"{len(matrix):,} items: exact {exact_us:,.0f} us/query")
     for library in options.libraries:
         started = time.perf_counter()
@@ -211,6 +216,7 @@ def index_report(results: list[SizeResult], queries: int, default_ef: int) -> di
                 "synthetic": r.synthetic,
                 "exact_us_per_query": r.exact_us,
                 "exact_ndcg_at_10": r.exact_ndcg,
+                "fp16_table_recall_at_10": r.fp16_recall,
                 "approximate": r.rows,
             }
         )
@@ -277,6 +283,8 @@ def index_markdown(report: dict[str, Any]) -> str:
                 f"| {items} | {x['library']} | {x['ef_search']} | {x['build_s']:.1f} | {x['memory_mb']:,.0f} | "
                 f"{x['us_per_query']:,.0f} | {x['recall_at_10']:.4f} | {_ndcg(s, x['ndcg_at_10'])} |"
             )
+    fp16 = ", ".join(f"{s['items']:,} items {s['fp16_table_recall_at_10']:.4f}" for s in report["sizes"])
+    lines.append(f"\nThe item table stored as float16, ranked exactly: recall@10 against float32 {fp16}.")
     cheaper = report["approximate_cheaper_from_items"]
     lines.append(
         f"\nThe approximate search (faiss, ef_search {report['default_ef_search']}) cost less than the exact "
