@@ -138,11 +138,11 @@ class Settings(BaseSettings):
         "counts a batch as one record, so table recovery would stop short. Turn off on Apache Kafka.",
     )
     ann_min_items: int = Field(
-        30_000,
+        50_000,
         ge=0,
         description="Catalogs with at least this many items are ranked by the approximate search (an HNSW graph, "
-        "exact re-scoring), smaller ones exactly: where `istream bench index` found the two cost the same "
-        "(docs/ranking.md); 0 = always.",
+        "exact re-scoring), smaller ones exactly: `istream bench index` found the two costing the same between "
+        "30,000 and 100,000 items (docs/ranking.md); 0 = always.",
     )
     ann_ef_search: int = Field(128, ge=1, description="Least candidates the approximate search walks for per query.")
     ann_connectivity: int = Field(32, ge=4, description="Neighbours per node of the approximate search's graph (M).")

@@ -54,6 +54,8 @@ def test_e2e_answers_every_event_and_compares_with_the_naive_and_relay_reference
         "--compare-naive",
         "--compare-relay",
         "--shadow",
+        "--items",
+        3000,
         "--registry",
         registry,
     )
@@ -94,6 +96,15 @@ def test_e2e_answers_every_event_and_compares_with_the_naive_and_relay_reference
         report["targets"]
     )
     assert "## With a challenger in shadow, same events" in run.stdout
+    # the same events on the bundle with its table grown to 3,000 items (below ISTREAM_ANN_MIN_ITEMS: exact)
+    items = report["items"]
+    assert items["answered"] == 600 and items["worker_exit_codes"] == [0] and items["dead_letters"] == 0
+    assert report["catalog"] == report["catalog"] | {"items": 3000, "approximate": False}
+    assert report["catalog"]["worker"] == {"graph": "none (exact search)"}
+    assert report["items_throughput_share"] == pytest.approx(
+        items["sustained_events_per_s"] / pipeline["sustained_events_per_s"]
+    )
+    assert "## A synthetic catalog of 3,000 items, same events" in run.stdout
     assert "## Naive reference, same events" in run.stdout and "less worker CPU per event" in run.stdout
     assert "## Relay reference" in run.stdout and "of the relay's events/s" in run.stdout
 
