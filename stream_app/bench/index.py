@@ -195,6 +195,9 @@ def measure_size(
                 "recall_at_10": recall(rows, truth),
                 "ndcg_at_10": ndcg(rows, queries.next_row),
             }
+            if library == "faiss":  # how often the over-fetch left a query short: walked again, or ranked exactly
+                row |= {"rewalked_queries": search.rewalks, "exact_queries": search.exact_queries}
+                search.rewalks = search.exact_queries = 0
             result.rows.append(row)
             log(
                 f"  {library} ef {ef}: build {build_s:.1f} s, +{memory_mb:,.0f} MB, {us:,.0f} us/query, "
