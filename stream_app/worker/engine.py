@@ -185,9 +185,8 @@ class WorkerEngine:
         self.serving: Serving | None = None
         self.challenger: Challenger | None = None  # the registry's TRIAL, run beside ``serving``
         self._retired: Serving | None = None  # the model that ran last before the current ones, kept to reuse
-        self._indexes = IndexPreparer(
-            settings, self.metrics
-        )  # each model's item index, built where the model is loaded
+        # each model's item index, built where the model is loaded
+        self._indexes = IndexPreparer(settings, self.metrics)
         self._swapper: ModelSwapper | None = None
         self._trials: TrialWatcher | None = None
         self._producer: OutputProducer | None = None
