@@ -183,14 +183,18 @@ class InterestModel(nn.Module):
         second.weight.copy_(torch.eye(self.config.dim))
         second.bias.zero_()
 
-    def item_vectors(self) -> torch.Tensor:
-        """The item table ``[n_items, D]``: id embedding (where trained) + text projection."""
-        text = self.item_tower(self.item_text_emb)
+    def item_vectors(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The item table ``[n_items, D]``: id embedding (where trained) + text projection; with ``rows``,
+        only those rows (a sampled softmax over a large catalog needs its candidates and inputs only)."""
+        text_emb, has_id, ids = self.item_text_emb, self.item_has_id, self.item_id.weight
+        if rows is not None:
+            text_emb, has_id, ids = text_emb[rows], has_id[rows], ids[rows]
+        text = self.item_tower(text_emb)
         if self.training and self.config.text_drop > 0:
             # inverted dropout over whole rows; items known only by their text always keep it
             keep = (torch.rand(text.shape[0], 1) >= self.config.text_drop).to(text.dtype) / (1 - self.config.text_drop)
-            text = text * torch.where(self.item_has_id.unsqueeze(-1) > 0, keep, 1.0)
-        return self.item_id.weight * self.item_has_id.unsqueeze(-1) + text
+            text = text * torch.where(has_id.unsqueeze(-1) > 0, keep, 1.0)
+        return ids * has_id.unsqueeze(-1) + text
 
     # ---- one event -------------------------------------------------------------------------
     def unpack(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

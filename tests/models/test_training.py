@@ -167,6 +167,28 @@ def test_same_seed_same_model(stream, tmp_path) -> None:
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_a_sampled_softmax_computes_only_the_item_vectors_it_needs(stream, tmp_path) -> None:
+    """Catalogs above ``negatives`` train on the vectors of the window's items and the candidates only; those
+    are the full table's rows."""
+    from models.train import _some_item_vectors, warm_up_table
+
+    root, _, _ = stream
+    sampled = TrainConfig(epochs=1, threads=1, seed=3, negatives=64)  # 240 items: sampled
+    train_files(root / "events.jsonl", root / "items.jsonl", tmp_path / "ckpt", cfg=sampled,
+                cache_dir=tmp_path / "cache", model_overrides=TINY, progress=False)  # fmt: skip
+    model = load_checkpoint(tmp_path / "ckpt").model.eval()
+    full = model.item_vectors().detach()
+    items, candidates = torch.tensor([[3, 7, 7], [0, 239, 3]]), torch.tensor([5, 7, 100])
+    inputs, candidate_vecs = _some_item_vectors(model, items, candidates)
+    torch.testing.assert_close(inputs, full[items])
+    torch.testing.assert_close(candidate_vecs, full[candidates])
+    seqs = type("Seqs", (), {"item": np.array([4, 9, 4, 200, 1])})()
+    table = warm_up_table(model, seqs, np.array([0, 3]), np.array([2, 4]), negatives=64)
+    torch.testing.assert_close(table[[4, 9, 200]], full[[4, 9, 200]])
+    assert not table[[1, 5]].any()  # rows no event touched are never computed
+    torch.testing.assert_close(warm_up_table(model, seqs, np.array([0]), np.array([1]), negatives=10_000), full)
+
+
 def test_ensemble_members_are_models_trained_apart(stream, tmp_path) -> None:
     """Member k is the model a single training with seed + k gives, whether it trained in a process
     of its own (jobs 2) or not."""
