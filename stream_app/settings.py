@@ -149,6 +149,12 @@ class Settings(BaseSettings):
     ann_ef_construction: int = Field(
         100, ge=8, description="Candidates each item's insertion into the approximate search's graph walks for."
     )
+    ann_build_threads: int = Field(
+        0,
+        ge=0,
+        description="Threads that build a model's search graph (start-up, beside the serving model on a hot-swap); "
+        "0 = every core. Fewer leave the serving thread a core while a large catalog's graph is built.",
+    )
     ann_audit_every: int = Field(
         1000,
         ge=0,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from stream_app.settings import Settings
+from stream_app.worker.approximate_search import AnnOptions, ApproximateSearch
 from stream_app.worker.item_index import Catalog, ItemIndex
 from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.pipeline import Serving
@@ -26,14 +27,13 @@ from stream_app.worker.pipeline import Serving
 log = logging.getLogger(__name__)
 
 
-def ann_options(settings: Settings):
-    from stream_app.worker.approximate_search import AnnOptions
-
+def ann_options(settings: Settings) -> AnnOptions:
     return AnnOptions(
         connectivity=settings.ann_connectivity,
         ef_construction=settings.ann_ef_construction,
         ef_search=settings.ann_ef_search,
         audit_every=settings.ann_audit_every,
+        build_threads=settings.ann_build_threads,
     )
 
 
@@ -52,8 +52,6 @@ def model_index(runtime: Any, settings: Settings) -> ItemIndex:
     index = ItemIndex.for_model(runtime, Catalog())
     if len(index.ids) < max(settings.ann_min_items, 1):
         return index
-    from stream_app.worker.approximate_search import ApproximateSearch
-
     options, path, started = ann_options(settings), graph_path(settings, runtime), time.perf_counter()
     search = None
     if path.is_file():
