@@ -29,6 +29,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from stream_app.bench.index_data import Queries, synthetic_items
+from stream_app.exceptions import ConfigError
 from stream_app.worker.approximate_search import AnnOptions, ApproximateSearch
 from stream_app.worker.exact_search import exclusions
 from stream_app.worker.item_index import ItemIndex
@@ -224,7 +225,9 @@ def index_report(results: list[SizeResult], queries: int, default_ef: int) -> di
             }
         )
     targets = {}
-    for label, r in (("real catalog", results[0]), ("largest catalog", results[-1])):
+    judged = [("real catalog", r) for r in results if not r.synthetic][:1]
+    judged += [("largest catalog", r) for r in results[-1:] if r.synthetic]
+    for label, r in judged:
         row = next((x for x in r.rows if x["library"] == "faiss" and x["ef_search"] == default_ef), None)
         if row is None:
             continue
@@ -354,6 +357,8 @@ def run_index_bench(
     log(f"{len(pick):,} queries of model {runtime.version} ({len(every.vectors):,} emitted over {users:,} users)")
     real = serving.index.matrix
     sizes = [size or len(real) for size in options.sizes]
+    if min(sizes) < len(real):
+        raise ConfigError(f"the model's catalog has {len(real):,} items: give 'real' or sizes above it")
     default_ef = Settings().ann_ef_search  # always measured: the targets are judged at the worker's setting
     options = replace(options, ef_search=tuple(sorted({*options.ef_search, default_ef})))
     results = [measure_size(real, chosen, size, options, log) for size in sizes]
