@@ -11,6 +11,7 @@ lacks, tombstones): the hot path never builds a graph.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import weakref
@@ -25,6 +26,7 @@ from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.pipeline import Serving
 
 log = logging.getLogger(__name__)
+GRAPHS_KEPT = 4
 
 
 def ann_options(settings: Settings) -> AnnOptions:
@@ -70,8 +72,24 @@ def model_index(runtime: Any, settings: Settings) -> ItemIndex:
             search.save(path)
         except (OSError, RuntimeError) as exc:
             log.warning("search graph not saved to %s (a restart builds it again): %s", path, exc)
+    _keep_recent(path)
     index.use_approximate(search)
     return index
+
+
+def _keep_recent(path: Path) -> None:
+    """Mark ``path`` as used now and delete the folder's graphs beyond the ``GRAPHS_KEPT`` used last: each
+    model version leaves one (about 750 MB at a million items), and a worker needs the serving version's,
+    the challenger's and the one it may roll back to."""
+    try:
+        if path.is_file():
+            os.utime(path)
+        graphs = sorted(path.parent.glob("*.faiss"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in graphs[GRAPHS_KEPT:]:
+            old.unlink(missing_ok=True)
+            log.info("search graph %s deleted (%d more recent ones kept)", old, GRAPHS_KEPT)
+    except OSError as exc:  # another worker sharing the folder may delete one first
+        log.warning("search graphs in %s not pruned: %s", path.parent, exc)
 
 
 class IndexPreparer:

@@ -146,6 +146,11 @@ def test_a_model_index_is_built_once_then_loaded_from_disk(runtime, tmp_path, ca
     queries = np.random.default_rng(0).normal(size=(4, runtime.dim)).astype(np.float32)
     assert built.top_k(queries, [[]] * 4, 5)[0].tolist() == loaded.top_k(queries, [[]] * 4, 5)[0].tolist()
     assert model_index(runtime, Settings(ann_min_items=len(runtime.item_ids) + 1)).approximate is None
+    # one graph per model version and parameters: the four used last are kept
+    for m in (4, 5, 6, 7, 8):
+        model_index(runtime, Settings(ann_min_items=1, ann_index_dir=tmp_path, ann_connectivity=m))
+    kept = sorted(p.name.split("-M")[1] for p in tmp_path.glob("*.faiss"))
+    assert kept == ["5-E100.faiss", "6-E100.faiss", "7-E100.faiss", "8-E100.faiss"]
 
 
 def test_the_index_is_prepared_where_the_model_is_loaded(runtime, tiny_bundle, tmp_path):
