@@ -233,7 +233,9 @@ def window_loss(
     if not n:
         return None, state.detach(), 0
     scores, target = scores[has_target], target[has_target]
-    log_p = scores.log_softmax(dim=-1).gather(1, target.clamp(min=0))
+    # a missing target (-1) gathers column 0, which may be a masked candidate (-inf): 0 * -inf made the
+    # reported loss nan (the gradients were finite: its weight is 0)
+    log_p = scores.log_softmax(dim=-1).gather(1, target.clamp(min=0)).masked_fill(target < 0, 0.0)
     w = weights * (target >= 0)
     loss = (-(w * log_p).sum(1) / w.sum(1)).mean()
     return loss, state.detach(), n

@@ -174,8 +174,9 @@ def test_a_sampled_softmax_computes_only_the_item_vectors_it_needs(stream, tmp_p
 
     root, _, _ = stream
     sampled = TrainConfig(epochs=1, threads=1, seed=3, negatives=64)  # 240 items: sampled
-    train_files(root / "events.jsonl", root / "items.jsonl", tmp_path / "ckpt", cfg=sampled,
-                cache_dir=tmp_path / "cache", model_overrides=TINY, progress=False)  # fmt: skip
+    history = train_files(root / "events.jsonl", root / "items.jsonl", tmp_path / "ckpt", cfg=sampled,
+                          cache_dir=tmp_path / "cache", model_overrides=TINY, progress=False)  # fmt: skip
+    assert all(np.isfinite(e["loss"]) for e in history["epochs"] + history["refit_epochs"])  # was nan
     model = load_checkpoint(tmp_path / "ckpt").model.eval()
     full = model.item_vectors().detach()
     items, candidates = torch.tensor([[3, 7, 7], [0, 239, 3]]), torch.tensor([5, 7, 100])
