@@ -183,7 +183,9 @@ def test_index_ranks_real_queries_exactly_and_approximately_at_each_size(istream
             ("faiss", 64),
             ("faiss", 128),
         ]
-        assert all(0 <= x["recall_at_10"] <= 1 and x["memory_mb"] > 0 for x in size["approximate"])
+        assert all(
+            0 <= x["recall_at_10"] <= x["tied_recall_at_10"] <= 1 and x["memory_mb"] > 0 for x in size["approximate"]
+        )
         assert all(x["rewalked_queries"] >= 0 and x["exact_queries"] >= 0 for x in size["approximate"])
     # 20 items: a fetch of 10 plus exclusions times M=32 covers them all, so every query is ranked exactly
     assert all(x["exact_queries"] == 50 for x in report["sizes"][0]["approximate"])
