@@ -16,7 +16,6 @@ The inputs are the files and arguments, not the code: after a model change, run 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import statistics
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from export.integrity import sha256_file
 from stream_app.cli.common import CommandError, run_istream
 
 BUCKET_MIN_USERS = 50
@@ -102,15 +102,7 @@ def run_model(data: DataSet, seed: int, out: Path, train_args: list[str], echo: 
 def _inputs(*args: object) -> list:
     """What a run depends on: its arguments, and each input file's content (sha256; not its date: a copy of
     the same tools or data, e.g. a shared folder put in place anew, must not void the runs kept for it)."""
-    return [[str(a), _sha256(a)] if isinstance(a, Path) else str(a) for a in args]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return [[str(a), sha256_file(a)] if isinstance(a, Path) else str(a) for a in args]
 
 
 def kept_run(path: Path, inputs: list, resume: bool, run: Callable[[], Any], echo: TextIO) -> Any:
