@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from stream_app.settings import Settings
 from stream_app.worker.exact_search import exact_top_k, exclusions
 
 
@@ -46,6 +47,16 @@ class AnnOptions:
     ef_search: int = 128  # least candidates a query walks for
     build_threads: int = 0  # 0: every core (the build runs beside the serving model)
     audit_every: int = 0  # one query in this many is also ranked exactly, its recall reported (0: none)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AnnOptions:
+        return cls(
+            connectivity=settings.ann_connectivity,
+            ef_construction=settings.ann_ef_construction,
+            ef_search=settings.ann_ef_search,
+            audit_every=settings.ann_audit_every,
+            build_threads=settings.ann_build_threads,
+        )
 
 
 class ApproximateSearch:

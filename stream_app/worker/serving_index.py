@@ -29,16 +29,6 @@ log = logging.getLogger(__name__)
 GRAPHS_KEPT = 4
 
 
-def ann_options(settings: Settings) -> AnnOptions:
-    return AnnOptions(
-        connectivity=settings.ann_connectivity,
-        ef_construction=settings.ann_ef_construction,
-        ef_search=settings.ann_ef_search,
-        audit_every=settings.ann_audit_every,
-        build_threads=settings.ann_build_threads,
-    )
-
-
 def graph_path(settings: Settings, runtime: Any) -> Path:
     """Where the graph of ``runtime``'s item table is kept: named by the bundle version, the table's
     sha256 and the graph's parameters."""
@@ -54,7 +44,7 @@ def model_index(runtime: Any, settings: Settings) -> ItemIndex:
     index = ItemIndex.for_model(runtime, Catalog())
     if len(index.ids) < max(settings.ann_min_items, 1):
         return index
-    options, path, started = ann_options(settings), graph_path(settings, runtime), time.perf_counter()
+    options, path, started = AnnOptions.from_settings(settings), graph_path(settings, runtime), time.perf_counter()
     search = None
     if path.is_file():
         try:
