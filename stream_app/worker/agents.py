@@ -103,7 +103,7 @@ def define_agents(
         # Swaps and catalog changes also land while no events flow (batches do it too).
         if engine.started:
             try:
-                engine.between_batches()
+                await engine.refresh()
             except Exception:
                 _exit("applying catalog or model changes failed")
 

@@ -2,7 +2,9 @@
 
 Between batches: apply catalog changes from the items feed, hand model-update messages to the
 swapper and swap in a verified model. For each batch: ``process_batch`` (pure; a batch it fails on
-is bisected down to the failing record, which is dead-lettered: ``isolation``), then its writes:
+is bisected down to the failing record, which is dead-lettered: ``isolation``), computed in a thread
+of its own so that the event loop answers queries and writes earlier batches meanwhile (ONNX Runtime
+and numpy release the GIL; a query waited behind a whole batch on the loop), then its writes:
 flush the outputs, write the user states, record metrics and ack the batch's events, so Faust may
 commit them. The writes of one batch run while the next is computed (``handle`` returns once they
 are under way; the next ``handle`` waits for them before it sends anything): they were a third of
@@ -12,8 +14,10 @@ state cache, which holds the ones still being written.
 Beside the batches, on timers: each owned partition's trending counts are stored in their own table
 (so a restarted worker, or the next owner of the partition, starts from them), and with a TTL the
 states of users without events for that long are deleted (a tombstone through the changelog). The
-query API reads states (``state_for_query``: the cache first, then the local store) between batches;
-it never writes. Everything that writes the changelog holds one lock, so their records keep order.
+query API reads states (``state_for_query``: the cache first, then the local store; the users of
+the batch being computed once it is held); it never writes. Everything that writes the changelog,
+computes a batch or changes the catalog or the model holds one lock, so their records keep order
+and a batch sees one catalog and one model.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import socket
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +200,9 @@ class WorkerEngine:
         self.offsets = OffsetTracker()
         self.state_cache = StateCache(settings.worker_state_cache_users)
         self._writes: deque[asyncio.Future] = deque()  # batches' writes, oldest first; each awaits the one before
+        # batches are computed here, off the event loop, which meanwhile answers queries and writes earlier batches
+        self._batch_thread = ThreadPoolExecutor(1, thread_name_prefix="batch", initializer=self._limit_threads)
+        self._computed: asyncio.Future | None = None  # done once the batch being computed is held
         self.on_write_failure: Callable[[], None] = lambda: None  # called inside the except block
         self._states: faust.Table | None = None
         self._trending_table: faust.Table | None = None
@@ -215,11 +223,7 @@ class WorkerEngine:
         from export.exceptions import BundleError
         from export.registry import Registry
 
-        if self.settings.worker_blas_threads:
-            threadpool_limits(self.settings.worker_blas_threads, user_api="blas")  # process-wide, kept
-            # this thread's OpenMP (the approximate search); the loading threads build graphs on every core
-            threadpool_limits(self.settings.worker_blas_threads, user_api="openmp")
-
+        self._limit_threads()
         root = Path(self.settings.registry_dir)
         load = self._indexes.loader(runtime_loader(self.settings))
         registry, poll_s = Registry(root), self.settings.model_poll_s
@@ -233,6 +237,12 @@ class WorkerEngine:
                 f"the registry's CURRENT model is refused: {exc}; make a good version CURRENT "
                 "(`istream models rollback`, or `istream models promote VERSION`)"
             ) from None
+
+    def _limit_threads(self) -> None:
+        if self.settings.worker_blas_threads:
+            threadpool_limits(self.settings.worker_blas_threads, user_api="blas")  # process-wide, kept
+            # the calling thread's OpenMP (the approximate search); the loading threads build graphs on every core
+            threadpool_limits(self.settings.worker_blas_threads, user_api="openmp")
 
     def start(self) -> None:
         """Open the feeds and the producers, after loading the model if needed (blocking; before consuming)."""
@@ -262,6 +272,7 @@ class WorkerEngine:
         for watcher in (self._swapper, self._trials):
             if watcher is not None:
                 watcher.close()
+        self._batch_thread.shutdown(wait=False)
 
     def revoked(self, partitions: set[Any]) -> None:
         """Partitions (``TP``s) taken from this worker: another may move their users on meanwhile."""
@@ -293,9 +304,10 @@ class WorkerEngine:
             self._trending_loaded.add(partition)
         self.ready = True
 
-    def state_for_query(self, user_id: str, partition: int) -> UserState | None:
+    def state_for_query(self, user_id: str, partition: int) -> UserState | object | None:
         """The user's state as the next batch would read it (the cache, else the local store); None when
-        it has none, or an unreadable one (which its next event replaces)."""
+        it has none, or an unreadable one (which its next event replaces); ``BUSY`` while a batch with
+        the user's events is being computed (``computed``, ``when_computed``)."""
         cached = self.state_cache.peek(user_id)
         if cached is not NOT_CACHED:
             return cached
@@ -307,6 +319,18 @@ class WorkerEngine:
         except StateCodecError as exc:
             log.error("user %r: unreadable state, answered as a new user: %s", user_id, exc)
             return None
+
+    def when_computed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the event loop once the batch being computed is held (soon when none is)."""
+        if self._computed is None or self._computed.done():
+            asyncio.get_running_loop().call_soon(callback)
+        else:
+            self._computed.add_done_callback(lambda _: callback())
+
+    async def computed(self) -> None:
+        """Returns once the batch being computed is held (at once when none is)."""
+        if self._computed is not None and not self._computed.done():
+            await asyncio.shield(self._computed)
 
     async def persist_trending(self) -> None:
         """Store the trending counts of every owned partition counted since they were last stored."""
@@ -408,6 +432,11 @@ class WorkerEngine:
             key = record.worker.encode()
             self._producer.send_outputs([Output(topics.ONLINE_METRICS, key, encode(record))])
 
+    async def refresh(self) -> None:
+        """``between_batches`` while no batch is computed (a timer's: no events flow)."""
+        async with self._lock:
+            self.between_batches()
+
     def between_batches(self) -> None:
         self.dead_letter_log.tick()
         self.publish_online(self.online.due())
@@ -477,19 +506,32 @@ class WorkerEngine:
         ]
         generation = self.state_cache.generation
         now_ms = int(time.time() * 1000)
+        loop = asyncio.get_running_loop()
+        cache = self.state_cache
+        for partition in {r.partition for r in records}:
+            local_store(self._states, partition)  # Faust opens a store on first use: here, not in the batch thread
+        # an accepted event's key is its user id: these are the states the batch may change
+        cache.computing(r.key.decode("utf-8", "replace") for r in records if r.key is not None)
+        self._computed = loop.create_future()
         try:
-            result = process_batch(
-                records, states.load, self.serving, self.trending, self.config, self.state_cache, now_ms,
-                self.challenger,
-            )  # fmt: skip
-        except ENVIRONMENT_FAULTS:
-            raise
-        except Exception as exc:
-            log.error("a batch of %d records failed (%r); isolating the record that fails it", len(records), exc)
-            await self.settle()  # the states the failed batch took are in the table once these writes are done
-            result = isolate(
-                records, exc, states.load, self.serving, self.trending, self.config, now_ms, self.challenger
-            )
+            try:
+                result = await loop.run_in_executor(
+                    self._batch_thread, process_batch, records, states.load, self.serving, self.trending, self.config,
+                    cache, now_ms, self.challenger,
+                )  # fmt: skip
+            except ENVIRONMENT_FAULTS:
+                raise
+            except Exception as exc:
+                log.error("a batch of %d records failed (%r); isolating the record that fails it", len(records), exc)
+                await self.settle()  # the states the failed batch took are in the table once these writes are done
+                result = await loop.run_in_executor(
+                    self._batch_thread, isolate, records, exc, states.load, self.serving, self.trending, self.config,
+                    now_ms, self.challenger,
+                )  # fmt: skip
+            held = cache.hold(result.states)
+        finally:
+            cache.computing(())
+            self._computed.set_result(None)
         # This batch's outputs go out at once, not after the earlier batches' writes: a write is three
         # broker round trips (outputs, changelog, its tails), which gated every next batch's outputs
         # (e2e at 1,000 events/s: 19 ms a batch). The writes stay in batch order, chained, and at most
@@ -499,7 +541,6 @@ class WorkerEngine:
             writes.popleft()
         if len(writes) >= WRITES_IN_FLIGHT:
             await asyncio.shield(writes.popleft())
-        held = self.state_cache.hold(result.states)
         self._producer.send_outputs(result.outputs)
         previous = writes[-1] if writes else None
         writes.append(asyncio.ensure_future(self._write(previous, result, states, events, (held, generation), ack)))

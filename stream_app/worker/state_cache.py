@@ -9,17 +9,22 @@ yet; a held deletion reads as "no state". Once its batch is written a state is *
 bounded part, least recently used evicted first, whose entries always equal what the table holds; a
 state a later batch took and holds again stays held until that batch is written. A batch takes its users'
 states out while it works on them (``take``): a batch that fails leaves none of them behind.
+The batch is computed in a thread of its own and changes the states in place, so its users are
+marked ``computing`` until it is held, and the query API waits for it instead of reading them.
 Partitions this worker stops owning are dropped (another worker may move their users on), and a
 batch that overlapped such a change releases nothing.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 
 from stream_app.worker.state_codec import UserState
+from stream_app.worker.thread_lock import locked
 
 NOT_CACHED = object()  # what ``take`` returns for a user it knows nothing of
+BUSY = object()  # what ``peek`` returns for a user of the batch being computed
 
 
 class StateCache:
@@ -32,21 +37,36 @@ class StateCache:
         self._held: dict[str, tuple[int, UserState | None, int]] = {}  # ..., the batch that holds it
         self.generation = 0  # moves on whenever partitions are dropped
         self._batches = 0  # batches held so far: the next one's number
+        self._lock = threading.Lock()  # batches take in the batch thread; the event loop holds and releases
+        self._busy: frozenset[str] = frozenset()  # the users of the batch being computed
 
+    @locked
     def __len__(self) -> int:
         return len(self._written) + len(self._held)
 
+    @locked
     def take(self, user_id: str) -> UserState | object | None:
         """The user's state, removed from the cache (the caller now owns it): None when a held batch
         deleted it, ``NOT_CACHED`` when the cache does not know the user (read the table)."""
         entry = self._held.pop(user_id, None) or self._written.pop(user_id, None)
         return NOT_CACHED if entry is None else entry[1]
 
+    @locked
     def peek(self, user_id: str) -> UserState | object | None:
-        """``take`` without taking: the state stays cached (the query API reads, never owns)."""
+        """``take`` without taking: the state stays cached (the query API reads, never owns). ``BUSY``
+        while the user's state may be changing: its batch is being computed."""
+        if user_id in self._busy:
+            return BUSY
         entry = self._held.get(user_id) or self._written.get(user_id)
         return NOT_CACHED if entry is None else entry[1]
 
+    @locked
+    def computing(self, user_ids: Iterable[str]) -> None:
+        """The users of the batch about to be computed (none: it is held, or failed); the computation changes
+        their states in place, so until then ``peek`` answers ``BUSY`` for them."""
+        self._busy = frozenset(user_ids)
+
+    @locked
     def hold(self, states: Iterable[tuple[str, int, UserState | None]]) -> int:
         """A computed batch's ``(user_id, partition, state)`` (None: deleted), until ``release`` of the
         batch number returned."""
@@ -56,6 +76,7 @@ class StateCache:
             self._held[user_id] = (partition, state, batch)
         return batch
 
+    @locked
     def release(self, batch: int, generation: int) -> None:
         """The states ``batch`` held are written: keep them as written ones, unless partitions were
         dropped since ``generation`` was read (when the batch began)."""
@@ -70,11 +91,13 @@ class StateCache:
         for _ in range(len(written) - self.capacity):
             del written[next(iter(written))]
 
+    @locked
     def discard(self, user_ids: Iterable[str]) -> None:
         """Users whose states are gone from the table (expired)."""
         for user_id in user_ids:
             self._written.pop(user_id, None)
 
+    @locked
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         gone = set(partitions)
         self.generation += 1

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from stream_app.worker.item_index import ItemIndex
+from stream_app.worker.thread_lock import locked
 
 SNAPSHOT_VERSION = 1
 SNAPSHOT_ITEMS = 10_000  # most items a partition's snapshot keeps (the most counted)
@@ -50,7 +52,9 @@ class Trending:
         self.version = 0  # moves on with every change (``order`` caches by it)
         self._rows: tuple[object, np.ndarray] = (None, np.zeros(0, dtype=np.int64))
         self._order: tuple[tuple, np.ndarray, np.ndarray] | None = None
+        self._lock = threading.Lock()  # batches count in the batch thread; queries read on the event loop
 
+    @locked
     def add(self, item_ids: Sequence[str], ts_ms: Sequence[int], partitions: Sequence[int]) -> None:
         """Count one event per (item, ts, events-topic partition)."""
         if not item_ids:
@@ -101,11 +105,13 @@ class Trending:
             return 0.0
         return math.exp(-self._rate * (self.clock_ms - self._base_ms))
 
+    @locked
     def counts(self) -> dict[str, float]:
         """Every counted item's decayed count at the clock."""
         scale, n = self._scale(), len(self._ids)
         return {item: c for item, c in zip(self._ids, (self._total[:n] * scale).tolist(), strict=True) if c > 0}
 
+    @locked
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget the counts of partitions this worker no longer owns."""
         for partition in partitions:
@@ -120,6 +126,7 @@ class Trending:
     def partitions(self) -> set[int]:
         return set(self._counts)
 
+    @locked
     def snapshot(self, partition: int) -> bytes:
         """The partition's counts, decayed to the clock, as bytes (layout in the module docstring)."""
         counts = self._counts.get(partition, np.zeros(0))[: len(self._ids)] * self._scale()
@@ -131,6 +138,7 @@ class Trending:
         head = _HEAD.pack(SNAPSHOT_VERSION, clock, len(keep))
         return b"".join([head, counts[keep].astype("<f8").tobytes(), _U32.pack(len(ids)), ids])
 
+    @locked
     def load(self, partition: int, raw: bytes) -> int:
         """Add a partition's snapshot to its counts; returns how many items it held. ``ValueError`` when
         ``raw`` is not a snapshot."""
@@ -157,6 +165,7 @@ class Trending:
         self.version += 1
         return n
 
+    @locked
     def order(self, index: ItemIndex) -> tuple[np.ndarray, np.ndarray]:
         """(every row of ``index`` in cold-start order, each row's decayed count), cached until the
         counts or the index's rows change."""

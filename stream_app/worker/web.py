@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import aiohttp
 import faust
@@ -47,6 +47,7 @@ from stream_app.settings import Settings
 from stream_app.worker import query
 from stream_app.worker.engine import WorkerEngine
 from stream_app.worker.routing import partition_of
+from stream_app.worker.state_cache import BUSY
 from stream_app.worker.tables import USER_TO_STATE
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ FORWARD_TIMEOUT_S = 5.0
 RETRY_AFTER_S = "2"
 JSON = "application/json"
 
-Answer = Callable[[str, int, Iterable[tuple[str, str]]], msgspec.Struct | asyncio.Future]
+Answer = Callable[[str, int, Iterable[tuple[str, str]]], Awaitable[msgspec.Struct]]
 
 
 class QueryApi:
@@ -99,7 +100,13 @@ class QueryApi:
                 if not future.done():
                     future.set_exception(moved)
         try:
-            requests = [(user, engine.state_for_query(user, part), wanted) for user, part, wanted, _ in waiting]
+            states = [engine.state_for_query(user, part) for user, part, _, _ in waiting]
+            busy = [entry for entry, state in zip(waiting, states, strict=True) if state is BUSY]
+            if busy:  # asked for while their events are being computed: answered with them
+                waiting = [entry for entry, state in zip(waiting, states, strict=True) if state is not BUSY]
+                states = [state for state in states if state is not BUSY]
+                engine.when_computed(lambda: self._ask_again(busy))
+            requests = [(user, state, wanted) for (user, _, wanted, _), state in zip(waiting, states, strict=True)]
             answers = query.recommendations_batch(
                 requests, engine.serving, engine.trending, engine.catalog, engine.config, int(time.time() * 1000)
             )
@@ -112,10 +119,18 @@ class QueryApi:
             if not future.done():  # its client may have gone
                 future.set_result(answer)
 
-    def _interest(self, user_id: str, partition: int, params: Iterable[tuple[str, str]]) -> msgspec.Struct:
+    def _ask_again(self, waiting: list[tuple[str, int, query.RecommendationsQuery, asyncio.Future]]) -> None:
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self._answer_waiting)
+        self._waiting += waiting
+
+    async def _interest(self, user_id: str, partition: int, params: Iterable[tuple[str, str]]) -> msgspec.Struct:
         query.no_parameters(params)
         engine = self.engine
         state = engine.state_for_query(user_id, partition)
+        while state is BUSY:
+            await engine.computed()
+            state = engine.state_for_query(user_id, partition)
         return query.interest(user_id, state, engine.serving, engine.config, int(time.time() * 1000))
 
     async def _answer(self, request: web.Request, endpoint: str, answer: Answer) -> web.StreamResponse:
@@ -130,10 +145,7 @@ class QueryApi:
                 return response
             if not (self.engine.ready and self.engine.started):
                 raise query.QueryFailed(503, f"partition {partition} is being restored on this worker; retry shortly")
-            answered = answer(user_id, partition, request.query.items())
-            if isinstance(answered, asyncio.Future):
-                answered = await answered
-            body = encode(answered)
+            body = encode(await answer(user_id, partition, request.query.items()))
         except query.QueryFailed as exc:
             metrics.queries.labels(endpoint, str(exc.status)).inc()
             return error(exc.status, str(exc))
