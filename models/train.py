@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import multiprocessing
 import os
 import time
@@ -39,6 +38,8 @@ from models.sequences import Padded, Sequences, build_sequences, future_run_item
 from models.stepping import event_tensors, final_vectors
 from models.text_features import ItemTextSources, comment_table, item_text_embeddings
 
+POPULARITY_EXPONENT = 0.75  # word2vec's smoothing of the unigram distribution for negative sampling
+
 
 @dataclass
 class TrainConfig:
@@ -55,6 +56,9 @@ class TrainConfig:
     threads: int = 1  # 1 is fastest on a busy machine: tiny recurrent ops pay for every thread sync
     mask_history: bool = True  # train as evaluated: items the user already had are not candidates
     negatives: int = 16384  # full softmax up to this many items, else sampled softmax with this many samples
+    # how the sampled softmax draws its negatives: "uniform", or "popularity" (in proportion to
+    # (target count + 1) ** POPULARITY_EXPONENT, the frequent items a user's next item must beat)
+    negative_sampling: str = "uniform"
     refit_epochs: int = 2  # epochs on training + validation items after early stopping
     # Instead of the refit: a fresh model (same seed) trained on training + validation items for as
     # many epochs as early stopping chose (twice the training time). None: retrain when the validation
@@ -92,6 +96,18 @@ class TrainingData:
     comments: torch.Tensor  # [n_texts + 1, T] comment embeddings, last row zeros
     item_text_emb: np.ndarray  # [n_items, T]
     text_sources: ItemTextSources
+
+    def proposal(self, sampling: str) -> torch.Tensor | None:
+        """The sampled softmax's distribution over items (None: uniform): each item's count among the
+        training targets, smoothed so that every item may be drawn."""
+        if sampling == "uniform":
+            return None
+        if sampling != "popularity":
+            raise ValueError(f"negative_sampling must be 'uniform' or 'popularity', not {sampling!r}")
+        first = self.targets[self.usable, 0]
+        counts = np.bincount(first[first >= 0], minlength=len(self.item_ids)).astype(np.float64)
+        weights = (counts + 1.0) ** POPULARITY_EXPONENT
+        return torch.from_numpy(weights / weights.sum())
 
     def train_ranges(self) -> tuple[np.ndarray, np.ndarray]:
         """Per user, the (global) event range training uses: a prefix of the user's events."""
@@ -196,6 +212,7 @@ def window_loss(
     seen: torch.Tensor | None,
     negatives: int,
     weights: torch.Tensor,
+    proposal: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor, int]:
     """Next-items softmax loss over one window of events ``index`` [B, W] (None without targets), and the
     state to carry on.
@@ -203,7 +220,8 @@ def window_loss(
     Each event's targets are the items of the user's next ``len(weights)`` runs, weighted by ``weights``
     (one target: the plain next-item cross-entropy). With ``seen`` (first_seen of the batch), items the
     user already had are removed from the softmax, as the evaluation removes them from the ranking, and
-    a target already seen is not trained on.
+    a target already seen is not trained on. ``proposal``: the sampled softmax's item distribution
+    (None: uniform).
     """
     ev = event_tensors(data.seqs, index, data.comments)
     k = len(weights)
@@ -212,7 +230,7 @@ def window_loss(
     items = ev.pop("items")
     candidates = torch.zeros(0, dtype=torch.long)
     if len(b):
-        candidates, target, correction = candidate_set(targets[b, t], model.config.n_items, negatives)
+        candidates, target, correction = candidate_set(targets[b, t], model.config.n_items, negatives, proposal)
     if model.config.n_items <= negatives:  # the full softmax: every item vector
         item_vecs = model.item_vectors()
         inputs, candidate_vecs = item_vecs[items], item_vecs
@@ -297,16 +315,17 @@ def history_mask(
 
 
 def candidate_set(
-    target: torch.Tensor, n_items: int, negatives: int
+    target: torch.Tensor, n_items: int, negatives: int, proposal: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Softmax candidates for targets ``[P, k]`` (item rows, -1 for none): every item (full softmax) when
-    the catalog has at most ``negatives`` items, else the targets plus ``negatives`` uniform samples of
-    the rest (sampled softmax).
+    the catalog has at most ``negatives`` items, else the targets plus ``negatives`` draws from the rest
+    (sampled softmax), uniform or from ``proposal`` (a distribution over items).
 
-    Returns (candidate item rows, each target's column (-1 stays -1), logit correction). A sampled item
-    stands for (others / sampled) items, so its logit gets + log of that ratio: an unbiased estimate of
-    the full softmax's normaliser (Jean et al. 2015); targets are in the set for sure and get no
-    correction.
+    Returns (candidate item rows, each target's column (-1 stays -1), logit correction). An item drawn
+    ``c`` times out of ``m`` kept draws, with probability ``q`` among the other items, stands for
+    ``c / (m q)`` items, so its logit gets + log of that (the logQ correction): an unbiased estimate of
+    the full softmax's normaliser (Jean et al. 2015; Yi et al. 2019 for popularity proposals); targets
+    are in the set for sure and get no correction.
     """
     if n_items <= negatives:
         return torch.arange(n_items), target, torch.zeros(n_items)
@@ -314,13 +333,21 @@ def candidate_set(
     positives, inverse = torch.unique(target[real], return_inverse=True)
     column = torch.full_like(target, -1)
     column[real] = inverse
-    drawn = torch.randint(0, n_items, (negatives,))
+    if proposal is None:
+        drawn = torch.randint(0, n_items, (negatives,))
+    else:
+        drawn = torch.multinomial(proposal, negatives, replacement=True)
     others = torch.ones(n_items, dtype=torch.bool)
     others[positives] = False
-    drawn = torch.unique(drawn[others[drawn]])
-    n_others = n_items - len(positives)
-    correction = torch.cat([torch.zeros(len(positives)), torch.full((len(drawn),), math.log(n_others / negatives))])
-    return torch.cat([positives, drawn]), column, correction
+    drawn = drawn[others[drawn]]
+    kept = max(len(drawn), 1)
+    drawn, counts = torch.unique(drawn, return_counts=True)
+    if proposal is None:
+        q = torch.full((len(drawn),), 1.0 / (n_items - len(positives)), dtype=torch.float64)
+    else:
+        q = proposal[drawn] / (1.0 - proposal[positives].sum())
+    correction = (counts.double() / (kept * q)).log().float()
+    return torch.cat([positives, drawn]), column, torch.cat([torch.zeros(len(positives)), correction])
 
 
 def run_epoch(
@@ -349,6 +376,7 @@ def run_epoch(
     rng.shuffle(batches)
     total, count = 0.0, 0
     weights = cfg.future_decay ** torch.arange(cfg.future_runs, dtype=torch.float32)
+    proposal = data.proposal(cfg.negative_sampling) if model.config.n_items > cfg.negatives else None
     n_windows = sum(-(-int(seg_len[b].max()) // cfg.window) for b in batches)
     bar = tqdm(total=n_windows, desc="train", unit="win", leave=False, disable=not progress)
     for rows in batches:
@@ -373,7 +401,7 @@ def run_epoch(
             state = state[:n]
             loss, state, n_targets = window_loss(
                 model, data, segment.index[:n, lo : lo + cfg.window], segment.valid[:n, lo : lo + cfg.window],
-                state, None if seen is None else seen[:n], cfg.negatives, weights,
+                state, None if seen is None else seen[:n], cfg.negatives, weights, proposal,
             )  # fmt: skip
             bar.update(1)
             if loss is None:

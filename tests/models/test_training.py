@@ -315,3 +315,25 @@ def test_history_mask_is_what_each_position_already_had(full) -> None:
     expected = seen[:, candidates][b] <= torch.from_numpy(index)[b, t].unsqueeze(-1)
     assert mask.dtype == torch.bool and mask.shape == (len(b), len(candidates))
     assert torch.equal(mask, expected) and 0 < int(mask.sum()) < mask.numel()
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "popularity"])
+def test_a_sampled_softmax_estimates_the_full_normaliser(sampling) -> None:
+    """Targets plus logQ-corrected draws: the mean of the sampled normaliser is the full one, whatever
+    distribution the negatives come from."""
+    from models.train import candidate_set
+
+    torch.manual_seed(0)
+    n_items = 400
+    popularity = 1.0 / torch.arange(1, n_items + 1, dtype=torch.float64) ** 0.9
+    proposal = popularity / popularity.sum() if sampling == "popularity" else None
+    logits = torch.log(popularity) + torch.randn(n_items, dtype=torch.float64)  # popular items score higher
+    target = torch.tensor([[0, 5], [17, -1], [5, 399]])
+    full = logits.exp().sum()
+    sums = []
+    for _ in range(4000):
+        candidates, column, correction = candidate_set(target, n_items, 32, proposal)
+        assert torch.equal(candidates[column[column >= 0]], target[target >= 0])  # targets, uncorrected
+        assert not correction[: len(torch.unique(target[target >= 0]))].any()
+        sums.append((logits[candidates] + correction.double()).exp().sum())
+    assert abs(float(torch.stack(sums).mean() / full) - 1.0) < 0.02
