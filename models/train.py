@@ -6,7 +6,10 @@ computed by stepping the served ``step`` one event at a time.
 Full or sampled softmax, by measurement on MovieLens (9,742 items, seed 0, test NDCG@10 after the
 refit): a sampled softmax (the window's targets + 2,048 uniform samples, logit-corrected) reached
 0.049, the full softmax 0.056, at about 25 s per epoch on one thread. So catalogs up to
-``TrainConfig.negatives`` (16,384) items use the exact full softmax; larger ones sample that many.
+``TrainConfig.negatives`` (16,384) items use the exact full softmax; larger ones sample that many,
+by popularity with the logQ correction (``TrainConfig.negative_sampling``): on MovieLens latest-small
+with 1,024 negatives (one member, 3 seeds, validation NDCG@10) it matched the full softmax, 0.0779
+against 0.0784, where uniform samples reached 0.0732.
 """
 
 from __future__ import annotations
@@ -56,9 +59,11 @@ class TrainConfig:
     threads: int = 1  # 1 is fastest on a busy machine: tiny recurrent ops pay for every thread sync
     mask_history: bool = True  # train as evaluated: items the user already had are not candidates
     negatives: int = 16384  # full softmax up to this many items, else sampled softmax with this many samples
-    # how the sampled softmax draws its negatives: "uniform", or "popularity" (in proportion to
-    # (target count + 1) ** POPULARITY_EXPONENT, the frequent items a user's next item must beat)
-    negative_sampling: str = "uniform"
+    # How the sampled softmax draws its negatives: "popularity" (in proportion to (target count + 1) **
+    # POPULARITY_EXPONENT: the frequent items a user's next item must beat) or "uniform". MovieLens
+    # latest-small with 1,024 negatives, one member, 3 seeds: validation NDCG@10 0.0779 against 0.0732
+    # (higher on every seed; in-training validation 0.0932 against 0.0874; the full softmax 0.0784).
+    negative_sampling: str = "popularity"
     refit_epochs: int = 2  # epochs on training + validation items after early stopping
     # Instead of the refit: a fresh model (same seed) trained on training + validation items for as
     # many epochs as early stopping chose (twice the training time). None: retrain when the validation
