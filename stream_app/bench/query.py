@@ -44,11 +44,6 @@ BOOTSTRAP_TARGET = 20_000.0  # events/s of state building (MovieLens latest-smal
 UNKNOWN_SHARE = 0.1
 FRESHNESS_SAMPLES = 20
 STEP_SLACK_S = 4.0  # per step beyond its seconds: the load process starting, the last answers
-# A micro-batch holds the event loop while it is computed, and queries wait behind it: at 1,000 events/s
-# and 1,000 queries/s, batches of at most 500 events (the default) gave a query p99 of 49 ms, of 50 events
-# 23 ms (the events' own produce->recommendation p50 went 168 -> 82 ms). The bench runs what the README
-# advises for workers that answer queries; ISTREAM_WORKER_BATCH_SIZE in its environment overrides it.
-QUERY_SERVING_ENV = {"ISTREAM_WORKER_BATCH_SIZE": "50"}
 
 
 @dataclass(frozen=True)
@@ -153,7 +148,7 @@ def run_query_bench(
             "cpu_count": os.cpu_count(),
             "load_average_before": os.getloadavg(),
             "broker": bootstrap_servers or "embedded Tansu",
-            "worker_settings": dict(sorted({**QUERY_SERVING_ENV, **tuning_env()}.items())),
+            "worker_settings": dict(sorted(tuning_env().items())),
         },
     }
     with broker(work_dir, bootstrap_servers) as bs:
@@ -177,7 +172,7 @@ def run_query_bench(
         rng = np.random.default_rng(opts.seed)
         unknown = [f"new-{tag}-{i}" for i in range(max(1, int(len(users) * UNKNOWN_SHARE / (1 - UNKNOWN_SHARE))))]
         asked = users + unknown
-        env = {**QUERY_SERVING_ENV, **tuning_env(), "ISTREAM_WORKER_WEB_HOST": "127.0.0.1"}
+        env = {**tuning_env(), "ISTREAM_WORKER_WEB_HOST": "127.0.0.1"}
         steps: list[dict[str, Any]] = []
         with Workers(settings, registry, opts.workers, env=env) as workers:
             sender = warm_up(settings, opts.partitions)

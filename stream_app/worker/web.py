@@ -10,9 +10,10 @@ need none of a view's class dispatch, and the same handler behind a Faust page c
 610 bootstrapped MovieLens users, 1,000 queries/s for 8 s, twice each, on a loaded 2-core machine:
 506-576 us of worker CPU a query and p50 1.15-1.43 ms here, 559-599 us and 1.47-1.75 ms through the
 view). They run on the worker's
-event loop between micro-batches and only read (``query``). Recommendation requests wait for the
-loop's next turn and are answered together (``query.recommendations_batch``: one product over the
-item index for all of them): requests pile up while a micro-batch of events is computed, and one
+event loop and only read (``query``), while micro-batches of events are computed in the engine's
+batch thread; a request for a user of the batch being computed waits for that batch, so its answer
+has the user's newest events. Recommendation requests wait for the loop's next turn and are answered
+together (``query.recommendations_batch``: one product over the item index for all of them): one
 query alone spent most of its time in its own pass over the index.
 
 A user belongs to the partition that murmur2 of its id picks (``routing.partition_of``: where
