@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import psutil
 
 from stream_app.bench.cluster import ProcessSampler, Workers, broker, fresh_topics
 from stream_app.bench.e2e import latency_summary, tuning_env, warm_up
@@ -79,10 +81,20 @@ def _live_events(rows: list[tuple[str, str, int]], n: int, seed: int, tag: str) 
     ]
 
 
+def _busy_seconds() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far, every core."""
+    times = psutil.cpu_times()
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    return sum(times) - idle, sum(times)
+
+
 def _load_step(spec: LoadSpec, work: Path, worker_pids: list[int]) -> dict[str, Any]:
-    """One query step in its own process; its figures and the workers' CPU meanwhile."""
+    """One query step in its own process; its figures, the workers' CPU meanwhile, the load process's own
+    and how busy the whole machine was (a step that fills every core measures the machine, not the worker)."""
     spec_path, out_path = work / f"load-{spec.rate:.0f}.json", work / f"load-{spec.rate:.0f}.out.json"
     spec_path.write_text(json.dumps(asdict(spec)), encoding="utf-8")
+    busy0, all0 = _busy_seconds()
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     with ProcessSampler(worker_pids) as sampler:
         run = subprocess.run(
             [sys.executable, "-m", "stream_app.bench.query_load", str(spec_path), str(out_path)],
@@ -90,6 +102,8 @@ def _load_step(spec: LoadSpec, work: Path, worker_pids: list[int]) -> dict[str, 
             text=True,
             timeout=spec.seconds * 3 + 60,
         )
+    busy1, all1 = _busy_seconds()
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the load process: the one child waited for
     if run.returncode != 0:
         return {"offered_per_s": spec.rate, "failed": run.stderr[-2000:]}
     result = json.loads(out_path.read_text(encoding="utf-8"))
@@ -107,6 +121,9 @@ def _load_step(spec: LoadSpec, work: Path, worker_pids: list[int]) -> dict[str, 
         "cold_start_answers": result["cold"],
         "forwarded": result["forwarded"],
         "worker_cpu_cores": sampler.cpu_seconds / sampler.wall_seconds,
+        "load_process_cpu_cores": (children1.ru_utime + children1.ru_stime - children0.ru_utime - children0.ru_stime)
+        / sampler.wall_seconds,
+        "machine_cpu_busy": (busy1 - busy0) / max(all1 - all0, 1e-9),
     }
     p99 = figures["latency_ms"].get("p99", float("inf"))
     figures["met"] = answered == result["offered"] and not result["errors"] and p99 <= P99_TARGET_MS
@@ -274,17 +291,18 @@ def query_markdown(report: dict[str, Any]) -> str:
         "## Query steps (open loop, latency from each request's due time)",
     ]
     names = ["offered/s", "answered/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "empty/short", "forwarded"]
-    names += ["worker CPU (cores)", "met"]
+    names += ["worker CPU (cores)", "load process CPU (cores)", "machine CPU busy", "met"]
     rows = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     for s in report["steps"]:
         if "failed" in s:
-            rows.append(f"| {s['offered_per_s']:.0f} | load process failed | | | | | | | | | no |")
+            rows.append(f"| {s['offered_per_s']:.0f} | load process failed | | | | | | | | | | | no |")
             continue
         lat = {q: f"{s['latency_ms'].get(q, float('nan')):.2f}" for q in ("p50", "p95", "p99", "max")}
         rows.append(
             f"| {s['offered_per_s']:.0f} | {s['answered_per_s']:.0f} | {lat['p50']} | {lat['p95']} | {lat['p99']} | "
             f"{lat['max']} | {sum(s['errors'].values())} | {s['empty_answers']}/{s['short_answers']} | "
-            f"{s['forwarded']} | {s['worker_cpu_cores']:.2f} | {'yes' if s['met'] else 'no'} |"
+            f"{s['forwarded']} | {s['worker_cpu_cores']:.2f} | {s['load_process_cpu_cores']:.2f} | "
+            f"{s['machine_cpu_busy']:.0%} | {'yes' if s['met'] else 'no'} |"
         )
     stream, fresh, targets = report["stream"], report["freshness"], report["targets"]
     parts += [

@@ -154,6 +154,7 @@ def test_query_answers_every_query_while_events_stream_and_reports_each_step(ist
     for step in report["steps"]:
         assert step["answered"] == step["offered"] > 0 and step["errors"] == {}, step
         assert step["empty_answers"] == step["short_answers"] == 0 and step["cold_start_answers"] > 0
+        assert step["load_process_cpu_cores"] > 0 and 0 < step["machine_cpu_busy"] <= 1
     assert report["stream"]["answered"] > 0 and not report["stream"]["notes"]
     assert report["freshness"]["samples"] == 20
     assert set(report["targets"]) >= {
