@@ -19,6 +19,7 @@ minutes at a million rows on two cores, so the worker builds it where the model 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from stream_app.settings import Settings
 from stream_app.worker.exact_search import exact_top_k, exclusions
 
 
+@functools.cache  # called per search: setting a logger's level clears every logger's cache
 def _faiss():
     """faiss, imported without its loader's INFO lines (a ModuleNotFoundError per CPU-specific build it tries)."""
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
