@@ -307,7 +307,7 @@ class WorkerEngine:
     def state_for_query(self, user_id: str, partition: int) -> UserState | object | None:
         """The user's state as the next batch would read it (the cache, else the local store); None when
         it has none, or an unreadable one (which its next event replaces); ``BUSY`` while a batch with
-        the user's events is being computed (``computed``, ``when_computed``)."""
+        the user's events is being computed (``computed``)."""
         cached = self.state_cache.peek(user_id)
         if cached is not NOT_CACHED:
             return cached
@@ -320,17 +320,14 @@ class WorkerEngine:
             log.error("user %r: unreadable state, answered as a new user: %s", user_id, exc)
             return None
 
-    def when_computed(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` on the event loop once the batch being computed is held (soon when none is)."""
-        if self._computed is None or self._computed.done():
-            asyncio.get_running_loop().call_soon(callback)
-        else:
-            self._computed.add_done_callback(lambda _: callback())
-
-    async def computed(self) -> None:
-        """Returns once the batch being computed is held (at once when none is)."""
-        if self._computed is not None and not self._computed.done():
-            await asyncio.shield(self._computed)
+    def computed(self) -> asyncio.Future:
+        """Done once the batch being computed is held (already done when none is); cancelling it (a query
+        whose client left) leaves the batch's own future alone."""
+        if self._computed is None:
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return asyncio.shield(self._computed)
 
     async def persist_trending(self) -> None:
         """Store the trending counts of every owned partition counted since they were last stored."""

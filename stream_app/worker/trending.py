@@ -123,6 +123,7 @@ class Trending:
                 self.version += 1
 
     @property
+    @locked
     def partitions(self) -> set[int]:
         return set(self._counts)
 

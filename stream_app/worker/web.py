@@ -86,10 +86,13 @@ class QueryApi:
     def _recommendations(self, user_id: str, partition: int, params: Iterable[tuple[str, str]]) -> asyncio.Future:
         wanted = query.parse_recommendations(params, self.engine.config.top_k)
         future = asyncio.get_running_loop().create_future()
+        self._enqueue([(user_id, partition, wanted, future)])
+        return future
+
+    def _enqueue(self, waiting: list[tuple[str, int, query.RecommendationsQuery, asyncio.Future]]) -> None:
         if not self._waiting:
             asyncio.get_running_loop().call_soon(self._answer_waiting)
-        self._waiting.append((user_id, partition, wanted, future))
-        return future
+        self._waiting += waiting
 
     def _answer_waiting(self) -> None:
         waiting, self._waiting = self._waiting, []
@@ -101,13 +104,17 @@ class QueryApi:
                 if not future.done():
                     future.set_exception(moved)
         try:
-            states = [engine.state_for_query(user, part) for user, part, _, _ in waiting]
-            busy = [entry for entry, state in zip(waiting, states, strict=True) if state is BUSY]
-            if busy:  # asked for while their events are being computed: answered with them
-                waiting = [entry for entry, state in zip(waiting, states, strict=True) if state is not BUSY]
-                states = [state for state in states if state is not BUSY]
-                engine.when_computed(lambda: self._ask_again(busy))
-            requests = [(user, state, wanted) for (user, _, wanted, _), state in zip(waiting, states, strict=True)]
+            ready, busy, requests = [], [], []
+            for entry in waiting:
+                state = engine.state_for_query(entry[0], entry[1])
+                if state is BUSY:  # asked for while their events are being computed: answered with them
+                    busy.append(entry)
+                else:
+                    ready.append(entry)
+                    requests.append((entry[0], state, entry[2]))
+            if busy:
+                engine.computed().add_done_callback(lambda _: self._enqueue(busy))
+            waiting = ready
             answers = query.recommendations_batch(
                 requests, engine.serving, engine.trending, engine.catalog, engine.config, int(time.time() * 1000)
             )
@@ -119,11 +126,6 @@ class QueryApi:
         for (*_, future), answer in zip(waiting, answers, strict=True):
             if not future.done():  # its client may have gone
                 future.set_result(answer)
-
-    def _ask_again(self, waiting: list[tuple[str, int, query.RecommendationsQuery, asyncio.Future]]) -> None:
-        if not self._waiting:
-            asyncio.get_running_loop().call_soon(self._answer_waiting)
-        self._waiting += waiting
 
     async def _interest(self, user_id: str, partition: int, params: Iterable[tuple[str, str]]) -> msgspec.Struct:
         query.no_parameters(params)
