@@ -15,7 +15,7 @@ Beside the batches, on timers: each owned partition's trending counts are stored
 (so a restarted worker, or the next owner of the partition, starts from them), and with a TTL the
 states of users without events for that long are deleted (a tombstone through the changelog). The
 query API reads states (``state_for_query``: the cache first, then the local store; the users of
-the batch being computed once it is held); it never writes. Everything that writes the changelog,
+the batch being computed as they were before it); it never writes. Everything that writes the changelog,
 computes a batch or changes the catalog or the model holds one lock, so their records keep order
 and a batch sees one catalog and one model.
 """
@@ -202,7 +202,6 @@ class WorkerEngine:
         self._writes: deque[asyncio.Future] = deque()  # batches' writes, oldest first; each awaits the one before
         # batches are computed here, off the event loop, which meanwhile answers queries and writes earlier batches
         self._batch_thread = ThreadPoolExecutor(1, thread_name_prefix="batch", initializer=self._limit_threads)
-        self._computed: asyncio.Future | None = None  # done once the batch being computed is held
         self.on_write_failure: Callable[[], None] = lambda: None  # called inside the except block
         self._states: faust.Table | None = None
         self._trending_table: faust.Table | None = None
@@ -305,9 +304,9 @@ class WorkerEngine:
         self.ready = True
 
     def state_for_query(self, user_id: str, partition: int) -> UserState | object | None:
-        """The user's state as the next batch would read it (the cache, else the local store); None when
-        it has none, or an unreadable one (which its next event replaces); ``BUSY`` while a batch with
-        the user's events is being computed (``computed``)."""
+        """The user's last computed state (the cache, else the local store; for a user of the batch being
+        computed, its state before that batch); None when it has none, or an unreadable one (which its next
+        event replaces)."""
         cached = self.state_cache.peek(user_id)
         if cached is not NOT_CACHED:
             return cached
@@ -319,15 +318,6 @@ class WorkerEngine:
         except StateCodecError as exc:
             log.error("user %r: unreadable state, answered as a new user: %s", user_id, exc)
             return None
-
-    def computed(self) -> asyncio.Future:
-        """Done once the batch being computed is held (already done when none is); cancelling it (a query
-        whose client left) leaves the batch's own future alone."""
-        if self._computed is None:
-            done = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        return asyncio.shield(self._computed)
 
     async def persist_trending(self) -> None:
         """Store the trending counts of every owned partition counted since they were last stored."""
@@ -509,7 +499,6 @@ class WorkerEngine:
             local_store(self._states, partition)  # Faust opens a store on first use: here, not in the batch thread
         # an accepted event's key is its user id: these are the states the batch may change
         cache.computing(r.key.decode("utf-8", "replace") for r in records if r.key is not None)
-        self._computed = loop.create_future()
         try:
             try:
                 result = await loop.run_in_executor(
@@ -528,7 +517,6 @@ class WorkerEngine:
             held = cache.hold(result.states)
         finally:
             cache.computing(())
-            self._computed.set_result(None)
         # This batch's outputs go out at once, not after the earlier batches' writes: a write is three
         # broker round trips (outputs, changelog, its tails), which gated every next batch's outputs
         # (e2e at 1,000 events/s: 19 ms a batch). The writes stay in batch order, chained, and at most

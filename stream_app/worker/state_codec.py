@@ -83,7 +83,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -186,6 +186,21 @@ class UserState:
     def is_marker(self) -> bool:
         """A forgotten user's marker: the marks only, nothing learned from the user's events."""
         return self.state.size == 0
+
+    def snapshot(self) -> UserState:
+        """A copy that stays as it is while a batch steps this state: a step replaces the arrays (shared
+        here) and changes the lists and id arrays in place (copied). For readers: the online evaluation's
+        columns and the item-row cache are left out."""
+        return replace(
+            self,
+            seen=list(self.seen),
+            window=list(self.window),
+            id_hashes=self.id_hashes[:],
+            id_ts=self.id_ts[:],
+            served=None,
+            shadow=None,
+            item_rows=None,
+        )
 
 
 def as_stored(comment_emb: np.ndarray) -> np.ndarray:

@@ -9,12 +9,11 @@ The handlers are aiohttp handlers on Faust's web application rather than Faust v
 need none of a view's class dispatch, and the same handler behind a Faust page cost more (one worker,
 610 bootstrapped MovieLens users, 1,000 queries/s for 8 s, twice each, on a loaded 2-core machine:
 506-576 us of worker CPU a query and p50 1.15-1.43 ms here, 559-599 us and 1.47-1.75 ms through the
-view). They run on the worker's
-event loop and only read (``query``), while micro-batches of events are computed in the engine's
-batch thread; a request for a user of the batch being computed waits for that batch, so its answer
-has the user's newest events. Recommendation requests wait for the loop's next turn and are answered
-together (``query.recommendations_batch``: one product over the item index for all of them): one
-query alone spent most of its time in its own pass over the index.
+view). They run on the worker's event loop and only read (``query``), while micro-batches of events
+are computed in the engine's batch thread; a user of the batch being computed is answered from its
+state before that batch (its last computed state, ``state_cache``). Recommendation
+requests wait for the loop's next turn and are answered together (``query.recommendations_batch``:
+one product over the item index for all of them): one query alone spent most of its time in its own pass over the index.
 
 A user belongs to the partition that murmur2 of its id picks (``routing.partition_of``: where
 producers put its events and the worker keeps its state). The worker owning that partition answers
@@ -48,7 +47,6 @@ from stream_app.settings import Settings
 from stream_app.worker import query
 from stream_app.worker.engine import WorkerEngine
 from stream_app.worker.routing import partition_of
-from stream_app.worker.state_cache import BUSY
 from stream_app.worker.tables import USER_TO_STATE
 
 log = logging.getLogger(__name__)
@@ -85,14 +83,12 @@ class QueryApi:
 
     def _recommendations(self, user_id: str, partition: int, params: Iterable[tuple[str, str]]) -> asyncio.Future:
         wanted = query.parse_recommendations(params, self.engine.config.top_k)
-        future = asyncio.get_running_loop().create_future()
-        self._enqueue([(user_id, partition, wanted, future)])
-        return future
-
-    def _enqueue(self, waiting: list[tuple[str, int, query.RecommendationsQuery, asyncio.Future]]) -> None:
+        loop = asyncio.get_running_loop()
         if not self._waiting:
-            asyncio.get_running_loop().call_soon(self._answer_waiting)
-        self._waiting += waiting
+            loop.call_soon(self._answer_waiting)
+        future = loop.create_future()
+        self._waiting.append((user_id, partition, wanted, future))
+        return future
 
     def _answer_waiting(self) -> None:
         waiting, self._waiting = self._waiting, []
@@ -104,17 +100,7 @@ class QueryApi:
                 if not future.done():
                     future.set_exception(moved)
         try:
-            ready, busy, requests = [], [], []
-            for entry in waiting:
-                state = engine.state_for_query(entry[0], entry[1])
-                if state is BUSY:  # asked for while their events are being computed: answered with them
-                    busy.append(entry)
-                else:
-                    ready.append(entry)
-                    requests.append((entry[0], state, entry[2]))
-            if busy:
-                engine.computed().add_done_callback(lambda _: self._enqueue(busy))
-            waiting = ready
+            requests = [(user, engine.state_for_query(user, part), wanted) for user, part, wanted, _ in waiting]
             answers = query.recommendations_batch(
                 requests, engine.serving, engine.trending, engine.catalog, engine.config, int(time.time() * 1000)
             )
@@ -131,9 +117,6 @@ class QueryApi:
         query.no_parameters(params)
         engine = self.engine
         state = engine.state_for_query(user_id, partition)
-        while state is BUSY:
-            await engine.computed()
-            state = engine.state_for_query(user_id, partition)
         return query.interest(user_id, state, engine.serving, engine.config, int(time.time() * 1000))
 
     async def _answer(self, request: web.Request, endpoint: str, answer: Answer) -> web.StreamResponse:

@@ -10,7 +10,7 @@ from stream_app import topics
 from stream_app.contracts import Event, InterestVector, Recommendation
 from stream_app.worker.event_time import EventTimePolicy
 from stream_app.worker.pipeline import PipelineConfig
-from stream_app.worker.state_cache import BUSY, NOT_CACHED, StateCache
+from stream_app.worker.state_cache import NOT_CACHED, StateCache
 from stream_app.worker.state_codec import UserState, decode_state, encode_state
 from tests.stream_app.worker.fixtures import InProcessRun, make_events
 
@@ -37,19 +37,27 @@ def test_take_hands_the_state_over_and_leaves_nothing_behind():
     assert cache.take("a") is NOT_CACHED and len(cache) == 0
 
 
-def test_the_users_of_the_batch_being_computed_are_busy_for_queries_until_it_is_held():
-    """The batch thread changes its users' states in place: a query must wait for them, not read them."""
+def test_queries_read_the_users_of_the_batch_being_computed_as_they_were_before_it():
+    """The batch thread changes its users' states in place: a query reads a snapshot taken before it."""
     cache = StateCache(10)
     before, other = _state(), _state()
+    before.seen, before.applied = ["x"], 1
     _written(cache, [("a", 0, before), ("b", 0, other)])
-    cache.computing(["a", "new"])
-    assert cache.take("a") is before  # the batch itself takes its states as always
-    assert cache.peek("a") is BUSY and cache.peek("new") is BUSY
-    assert cache.peek("b") is other  # users outside the batch are answered meanwhile
+    cache.hold([("gone", 1, None)])  # deleted by an earlier batch still being written
+    cache.computing(["a", "gone", "new"])
+    assert cache.take("a") is before  # the batch itself takes its states as always, and steps them in place
+    before.seen.append("y")
+    before.applied, before.state = 2, np.ones(4, dtype=np.float32)
+    seen_by_query = cache.peek("a")
+    assert seen_by_query is not before
+    assert (seen_by_query.seen, seen_by_query.applied) == (["x"], 1) and not seen_by_query.state.any()
+    assert cache.peek("gone") is None  # still deleted, not read from the table
+    assert cache.peek("new") is NOT_CACHED  # the table has it as it was: nothing writes it before the batch is held
+    assert cache.peek("b") is other  # users outside the batch are read as always
     after = _state("v2")
     cache.hold([("a", 0, after)])
     cache.computing(())
-    assert cache.peek("a") is after and cache.peek("new") is NOT_CACHED
+    assert cache.peek("a") is after
 
 
 def test_a_held_batch_is_read_before_it_is_written_deletions_included():
