@@ -21,6 +21,7 @@ from torch import nn
 
 from export.exceptions import AtolError, ExportError
 from export.integrity import file_entry, sign_bundle
+from export.item_table import ItemPrecision, save_item_table
 from export.manifest import MANIFEST, ItemTable, Manifest, TokenizerSpec, encode_manifest
 from export.onnx_export import DEFAULT_OPSET, Parity, export_onnx, validate_onnx
 from export.optimize import optimize_encoder, quantize_encoder
@@ -199,8 +200,10 @@ def export_bundle(
     name: str = "interest-stream",
     parent_version: str | None = None,
     signing_key: str | None = None,
+    item_precision: ItemPrecision = "auto",
 ) -> Manifest:
-    """Export the checkpoint at ``checkpoint_dir`` as a bundle in ``out_dir`` (new or empty).
+    """Export the checkpoint at ``checkpoint_dir`` as a bundle in ``out_dir`` (new or empty); the item
+    table in ``item_precision`` (auto: float16 for large catalogs, ``export.item_table``).
 
     ``parent_version`` defaults to the checkpoint history's ``parent_version`` (set by fine-tuning).
     """
@@ -227,7 +230,7 @@ def export_bundle(
         facts.update(step_facts)
 
         with torch.inference_mode():
-            np.save(stage / ITEMS_NPY, ckpt.model.item_vectors().float().numpy())
+            item_dtype = save_item_table(stage / ITEMS_NPY, ckpt.model.item_vectors().float().numpy(), item_precision)
         (stage / ITEMS_JSON).write_text(json.dumps(ckpt.item_ids) + "\n", encoding="utf-8")
         popularity = item_popularity(ckpt)
         if popularity is not None:
@@ -260,6 +263,7 @@ def export_bundle(
                 ids=ITEMS_JSON,
                 count=len(ckpt.item_ids),
                 popularity=POPULARITY_NPY if popularity is not None else None,
+                dtype=item_dtype,
             ),
             checkpoint=tuple(sorted(k for k in files if k.startswith(f"{CHECKPOINT_DIR}/"))),
             files=files,

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from export.exceptions import ManifestError
+from export.item_table import ItemDtype
 from export.signatures import GraphSpec
 
 MANIFEST = "manifest.json"
@@ -38,10 +39,11 @@ class TokenizerSpec(msgspec.Struct, frozen=True):
 
 
 class ItemTable(msgspec.Struct, frozen=True, omit_defaults=True):
-    vectors: str  # float32 [N, D] .npy
+    vectors: str  # [N, D] .npy of ``dtype``
     ids: str  # JSON list of N item ids, row order
     count: int
     popularity: str | None = None  # float32 [N] .npy: training events per item (bundles since 0.1 may lack it)
+    dtype: ItemDtype = "float32"  # float16 for large catalogs (export.item_table)
 
 
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):

@@ -20,6 +20,7 @@ import numpy as np
 from export.comment_tokenizer import CommentTokenizer
 from export.exceptions import BundleError, ManifestError
 from export.integrity import member_path, verify_bundle
+from export.item_table import load_item_table
 from export.manifest import Manifest
 from export.sessions import CPU, ORT_ERRORS, ModelSession, SessionFactory, SessionOptions
 from export.signatures import ENCODER, ENCODER_INT8, ITEM_TOWER, STEP, io_mismatch
@@ -109,12 +110,8 @@ class ModelRuntime:
 
     def _item_table(self) -> tuple[list[str], np.ndarray]:
         table = self.manifest.item_table
-        matrix = np.load(self._path(table.vectors), allow_pickle=False)
+        matrix = load_item_table(self._path(table.vectors), table.dtype, (table.count, self.dim))
         ids = json.loads(self._path(table.ids).read_text(encoding="utf-8"))
-        if matrix.dtype != np.float32 or matrix.shape != (table.count, self.dim):
-            raise ManifestError(
-                f"{table.vectors} is {matrix.dtype} {matrix.shape}, expected float32 {(table.count, self.dim)}"
-            )
         if not isinstance(ids, list) or len(ids) != table.count or not all(isinstance(i, str) for i in ids):
             raise ManifestError(f"{table.ids} must list {table.count} item ids (strings)")
         return ids, matrix

@@ -27,6 +27,7 @@ from stream_app.settings import Settings
 
 def grown_registry(settings: Settings, registry: Path, items: int, work_dir: Path) -> Path:
     from export.integrity import file_entry, sign_bundle
+    from export.item_table import load_item_table, save_item_table
     from export.manifest import MANIFEST, encode_manifest
     from export.registry import Registry
 
@@ -41,8 +42,8 @@ def grown_registry(settings: Settings, registry: Path, items: int, work_dir: Pat
     bundle = work_dir / f"items-{items}" / "bundle"
     shutil.rmtree(bundle.parent, ignore_errors=True)
     shutil.copytree(source.bundle_path(champion), bundle)
-    real = np.load(bundle / table.vectors)
-    np.save(bundle / table.vectors, np.vstack([real, synthetic_items(real, items - len(real))]))
+    real = load_item_table(bundle / table.vectors, table.dtype, (table.count, manifest.dim))
+    dtype = save_item_table(bundle / table.vectors, np.vstack([real, synthetic_items(real, items - len(real))]))
     ids = json.loads((bundle / table.ids).read_text(encoding="utf-8"))
     ids += [f"synthetic-{i}" for i in range(items - len(ids))]
     (bundle / table.ids).write_text(json.dumps(ids), encoding="utf-8")
@@ -55,7 +56,7 @@ def grown_registry(settings: Settings, registry: Path, items: int, work_dir: Pat
         files.append(table.popularity)
     manifest = msgspec.structs.replace(
         manifest,
-        item_table=msgspec.structs.replace(table, count=items),
+        item_table=msgspec.structs.replace(table, count=items, dtype=dtype),
         files={**manifest.files, **{name: file_entry(bundle / name) for name in files}},
     )
     (bundle / MANIFEST).write_bytes(encode_manifest(manifest))
@@ -70,14 +71,16 @@ def grown_registry(settings: Settings, registry: Path, items: int, work_dir: Pat
 
 def prepare_graph(settings: Settings, registry: Path) -> dict[str, Any]:
     """The worker's index of ``registry``'s CURRENT built as a worker builds it, graph saved under
-    ``settings.run_dir`` (the workers' run dir): bundle load and graph build seconds."""
+    ``settings.run_dir`` (the workers' run dir): bundle load and graph build seconds, the item table's bytes
+    on disk and how they are stored."""
     from export.registry import Registry
     from export.runtime import RuntimeOptions, load_runtime
     from stream_app.worker.serving_index import model_index
 
     reg = Registry(registry)
+    bundle = reg.bundle_path(reg.current())
     started = time.perf_counter()
-    runtime = load_runtime(reg.bundle_path(reg.current()), RuntimeOptions.from_settings(settings))
+    runtime = load_runtime(bundle, RuntimeOptions.from_settings(settings))
     loaded = time.perf_counter()
     index = model_index(runtime, settings)
     return {
@@ -85,6 +88,8 @@ def prepare_graph(settings: Settings, registry: Path) -> dict[str, Any]:
         "bundle_load_s": loaded - started,
         "index_build_s": time.perf_counter() - loaded,
         "approximate": index.approximate is not None,
+        "item_table_mb": (bundle / runtime.manifest.item_table.vectors).stat().st_size / 2**20,
+        "item_table_dtype": runtime.manifest.item_table.dtype,
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -27,9 +28,23 @@ from stream_app.cli.common import make_settings, reports_errors
     help="Apply ONNX Runtime's BERT fusions to encoder.onnx offline (measure with `istream bench encoder`).",
 )
 @click.option("--parent", "parent_version", help="Version it was fine-tuned from (default: from the checkpoint).")
+@click.option(
+    "--item-precision",
+    type=click.Choice(["auto", "float32", "float16"]),
+    default="auto",
+    show_default=True,
+    help="How the item table is stored; auto: float16 from 100,000 items (half the bytes, top-10 recall 0.999 "
+    "of float32's), float32 below. Workers rank in float32 either way.",
+)
 @reports_errors
 def export(
-    checkpoint_dir: Path, out_dir: Path, int8: bool, opset: int, optimize: bool, parent_version: str | None
+    checkpoint_dir: Path,
+    out_dir: Path,
+    int8: bool,
+    opset: int,
+    optimize: bool,
+    parent_version: str | None,
+    item_precision: Literal["auto", "float32", "float16"],
 ) -> None:
     """Export the comment encoder, interest step and item tower of CHECKPOINT as an ONNX bundle.
 
@@ -46,6 +61,7 @@ def export(
         optimize=optimize,
         parent_version=parent_version,
         signing_key=key.get_secret_value() if key else None,
+        item_precision=item_precision,
     )
     facts = manifest.export
     click.echo(f"bundle {manifest.version} written to {out_dir} ({len(manifest.files)} files, opset {opset})")

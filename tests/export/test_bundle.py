@@ -85,6 +85,35 @@ def test_optimized_int8_export_loads_and_matches(tiny_checkpoint: Path, tiny_bun
     assert load_runtime(tmp_path / "opt").encode(texts).shape == (3, 32)  # int8 of the fused graph
 
 
+def test_a_float16_item_table_is_half_the_bytes_and_served_as_float32(
+    tiny_checkpoint: Path, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from export.exceptions import ManifestError
+    from export.item_table import FLOAT16_ITEMS_FROM, stored_dtype
+    from export.runtime import load_runtime
+
+    assert stored_dtype(FLOAT16_ITEMS_FROM - 1) == "float32" and stored_dtype(FLOAT16_ITEMS_FROM) == "float16"
+    assert stored_dtype(10, "float16") == "float16" and stored_dtype(10**7, "float32") == "float32"
+    manifest = export_bundle(tiny_checkpoint, tmp_path / "half", item_precision="float16")
+    assert manifest.item_table.dtype == "float16"
+    assert verify_bundle(tmp_path / "half").item_table.dtype == "float16"
+    full = load_runtime(tiny_bundle).item_matrix
+    half = load_runtime(tmp_path / "half").item_matrix
+    assert half.dtype == np.float32 and half.shape == full.shape
+    assert np.array_equal(half, full.astype(np.float16).astype(np.float32))
+    assert (tmp_path / "half" / "items.npy").stat().st_size < (tiny_bundle / "items.npy").stat().st_size
+    # a table stored otherwise than its manifest says is refused
+    np.save(tmp_path / "half" / "items.npy", full)
+    raw = json.loads((tmp_path / "half" / MANIFEST).read_text())
+    raw["files"]["items.npy"] = {"sha256": sha256_file(tmp_path / "half" / "items.npy"),
+                                 "size": (tmp_path / "half" / "items.npy").stat().st_size}  # fmt: skip
+    (tmp_path / "half" / MANIFEST).write_text(json.dumps(raw))
+    with pytest.raises(ManifestError, match=r"items.npy is float32 .* expected float16"):
+        load_runtime(tmp_path / "half")
+
+
 def test_validation_raises_typed_errors(tiny_bundle: Path, tiny_checkpoint: Path) -> None:
     import torch
 

@@ -99,7 +99,11 @@ def test_e2e_answers_every_event_and_compares_with_the_naive_and_relay_reference
     # the same events on the bundle with its table grown to 3,000 items (below ISTREAM_ANN_MIN_ITEMS: exact)
     items = report["items"]
     assert items["answered"] == 600 and items["worker_exit_codes"] == [0] and items["dead_letters"] == 0
-    assert report["catalog"] == report["catalog"] | {"items": 3000, "approximate": False}
+    # stored as a bundle of that size is exported: float32 below 100,000 items
+    assert report["catalog"] == report["catalog"] | {"items": 3000, "approximate": False, "item_table_dtype": "float32"}
+    source = Registry(registry)
+    dim = source.manifest(source.current()).dim
+    assert report["catalog"]["item_table_mb"] == pytest.approx(3000 * dim * 4 / 2**20, rel=0.01)
     assert report["catalog"]["worker"] == {"graph": "none (exact search)"}
     assert report["items_throughput_share"] == pytest.approx(
         items["sustained_events_per_s"] / pipeline["sustained_events_per_s"]
