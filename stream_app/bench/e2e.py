@@ -91,7 +91,7 @@ def tuning_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("ISTREAM_") and k not in OWN_SETTINGS}
 
 
-def warm_up(settings: Settings, partitions: int) -> Producer:
+def warm_up(settings: Settings, partitions: int, linger_ms: int = 2) -> Producer:
     """A few events on every partition, answered before timing starts (assignment done, sessions warm);
     returns the producer that sent them, for the timed run (its producer id is granted, its connections up:
     a fresh one put 350-600 ms on the first 0.5 s of events at 1,000 events/s, the relay's p99 352 ms)."""
@@ -106,7 +106,7 @@ def warm_up(settings: Settings, partitions: int) -> Producer:
         }
         for i in range(16 * partitions)
     ]
-    sender = producer(settings)
+    sender = producer(settings, linger_ms)
     timings = drive(settings, workload_of(events, "warm-up"), rate=None, idle_timeout=120, events=sender)
     if timings.answered < len(events):
         raise ConfigError(f"warm-up: {timings.notes[0]}; see the worker logs in {settings.run_dir}")

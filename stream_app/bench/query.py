@@ -37,6 +37,7 @@ from stream_app.bench.load import Timings, drive, producer
 from stream_app.bench.profile import hot_functions, py_spy
 from stream_app.bench.query_load import LoadSpec
 from stream_app.bench.workload import interactions, interleave, workload_of
+from stream_app.client import PRODUCER_DEFAULTS
 from stream_app.settings import Settings
 
 P99_TARGET_MS = 20.0
@@ -58,6 +59,9 @@ class QueryOptions:
     partitions: int = 8
     seed: int = 0
     profile_dir: Path | None = None  # py-spy profiles of the workers during the query steps
+    # the event stream's producer batches as the project's client does: on Tansu a fetch costs more the more
+    # batches a partition holds, and 2 ms batches (one event each) made the broker fill a core within 30 s
+    linger_ms: int = PRODUCER_DEFAULTS["linger.ms"]
 
 
 def _history(data_dir: Path, path: Path) -> tuple[list[tuple[str, str, int]], str]:
@@ -197,7 +201,7 @@ def run_query_bench(
         env = {**tuning_env(), "ISTREAM_WORKER_WEB_HOST": "127.0.0.1"}
         steps: list[dict[str, Any]] = []
         with Workers(settings, registry, opts.workers, env=env) as workers:
-            sender = warm_up(settings, opts.partitions)
+            sender = warm_up(settings, opts.partitions, opts.linger_ms)
             url = f"http://127.0.0.1:{workers.processes[0].web_port}"
             planned = len(opts.query_rates) * (opts.seconds + STEP_SLACK_S) + FRESHNESS_SAMPLES + 10
             live = workload_of(_live_events(rows, int(opts.rate * planned), opts.seed, tag), "live")
@@ -275,7 +279,8 @@ def query_markdown(report: dict[str, Any]) -> str:
         f"Worker settings: {settings}.",
         f"{opts['workers']} worker(s), {opts['partitions']} partitions, broker {ctx['broker']}, "
         f"{ctx['cpu_count']} cores, load average before {ctx['load_average_before'][0]:.2f}; events streamed at "
-        f"{opts['rate']:.0f}/s; queries k={opts['k']}, {opts['seconds']:.0f} s a step, 90 % known users, 10 % never "
+        f"{opts['rate']:.0f}/s (producer linger {opts['linger_ms']} ms); queries k={opts['k']}, "
+        f"{opts['seconds']:.0f} s a step, 90 % known users, 10 % never "
         f"seen. History: {ctx['history']}.",
         "## Bootstrap (same run)",
         table(

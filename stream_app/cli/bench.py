@@ -404,6 +404,12 @@ def _rates(ctx: click.Context, param: click.Parameter, value: str) -> tuple[floa
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Queries go to worker 0.")
 @click.option("--partitions", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--profile", is_flag=True, help="Record py-spy profiles of the workers during the query steps.")
+@click.option(
+    "--linger-ms",
+    type=click.IntRange(0, 1000),
+    help="linger.ms of the event stream's producer [default: the client's own, 20]. Tansu's fetches cost more the more "
+    "batches a partition holds: shorter lingers load the broker, and the machine, more as a run goes on.",
+)
 @registry_option
 @bootstrap_option
 @data_option
@@ -417,6 +423,7 @@ def query(
     workers: int,
     partitions: int,
     profile: bool,
+    linger_ms: int | None,
     registry: Path | None,
     bootstrap: str | None,
     data_dir: Path | None,
@@ -427,7 +434,14 @@ def query(
 
     setup = _setup("query", out_dir, data_dir, registry)
     opts = QueryOptions(
-        rate, query_rates, seconds, k, workers, partitions, profile_dir=setup.out / "profile" if profile else None
+        rate,
+        query_rates,
+        seconds,
+        k,
+        workers,
+        partitions,
+        profile_dir=setup.out / "profile" if profile else None,
+        **({} if linger_ms is None else {"linger_ms": linger_ms}),
     )
     report = run_query_bench(setup.settings, opts, setup.registry, bootstrap, setup.work / "runs", setup.data_dir)
     _publish(setup, "query", report, query_markdown(report))

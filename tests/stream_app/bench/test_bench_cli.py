@@ -151,7 +151,7 @@ def test_hot_functions_reads_py_spy_collapsed_stacks(tmp_path):
 
 def test_query_answers_every_query_while_events_stream_and_reports_each_step(istream, settings, registry, tmp_path):
     _bench(istream, settings, tmp_path, "query", "--registry", registry, "--rate", 50, "--query-rates", "40,80",
-           "--seconds", 2, timeout=300)  # fmt: skip
+           "--seconds", 2, "--linger-ms", 5, timeout=300)  # fmt: skip
     report = json.loads((tmp_path / "report" / "query.json").read_text())
     assert report["bootstrap"]["states_written"] == report["bootstrap"]["users"] > 0
     assert [s["offered_per_s"] for s in report["steps"]] == [40, 80][: len(report["steps"])]
@@ -165,7 +165,9 @@ def test_query_answers_every_query_while_events_stream_and_reports_each_step(ist
         "bootstrap events/s of state building",
         "queries/s answered with p99 <= 20 ms (k=10) while events stream",
     }
-    assert "## Query steps" in (tmp_path / "report" / "query.md").read_text()
+    assert report["options"]["linger_ms"] == 5
+    markdown = (tmp_path / "report" / "query.md").read_text()
+    assert "## Query steps" in markdown and "(producer linger 5 ms)" in markdown
 
 
 def test_index_ranks_real_queries_exactly_and_approximately_at_each_size(istream, registry, runtime, tmp_path):
