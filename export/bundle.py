@@ -22,7 +22,7 @@ from torch import nn
 from export.exceptions import AtolError, ExportError
 from export.integrity import file_entry, sign_bundle
 from export.item_table import ItemPrecision, save_item_table
-from export.manifest import MANIFEST, ItemTable, Manifest, TokenizerSpec, encode_manifest
+from export.manifest import MANIFEST, ItemTable, Manifest, TokenizerSpec, encode_manifest, format_for
 from export.onnx_export import DEFAULT_OPSET, Parity, export_onnx, validate_onnx
 from export.optimize import optimize_encoder, quantize_encoder
 from export.signatures import ENCODER, ENCODER_INT8, ITEM_TOWER, STEP, encoder_spec, item_tower_spec, step_spec
@@ -245,6 +245,7 @@ def export_bundle(
         created = datetime.now(UTC)
         digest = hashlib.sha256("".join(f"{k}:{v.sha256}\n" for k, v in files.items()).encode()).hexdigest()
         manifest = Manifest(
+            format=format_for(item_dtype),
             name=name,
             version=f"{created:%Y%m%dT%H%M%SZ}-{digest[:8]}",
             parent_version=parent_version or ckpt.history.get("parent_version"),

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from export.exceptions import ManifestError
+from export.exceptions import ExportError, ManifestError
 
 ItemPrecision = Literal["auto", "float32", "float16"]
 ItemDtype = Literal["float32", "float16"]
@@ -29,9 +29,15 @@ def stored_dtype(rows: int, precision: ItemPrecision = "auto") -> ItemDtype:
 
 
 def save_item_table(path: Path, matrix: np.ndarray, precision: ItemPrecision = "auto") -> ItemDtype:
-    """Write ``matrix`` [N, D] at ``path``; the dtype it is stored in."""
+    """Write ``matrix`` [N, D] at ``path``; the dtype it is stored in. ``ExportError`` when a value does not
+    fit it (float16 ends at 65,504: an infinite vector would rank as NaN)."""
     dtype = stored_dtype(len(matrix), precision)
-    np.save(path, np.asarray(matrix, dtype=dtype))
+    with np.errstate(over="ignore"):  # checked just below, with a message that says what to do
+        stored = np.asarray(matrix, dtype=dtype)
+    if not np.isfinite(stored).all():
+        hint = "; export it with --item-precision float32" if dtype == "float16" else ""
+        raise ExportError(f"the item table holds values that {dtype} cannot (infinite or NaN){hint}")
+    np.save(path, stored)
     return dtype
 
 

@@ -19,6 +19,10 @@ from export.signatures import GraphSpec
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 FORMAT = 1
+# A float16 item table (``export.item_table``): a reader of format 1 only would refuse its table with a
+# less clear error, so such bundles say so. Float32 bundles stay format 1, readable by every worker.
+FLOAT16_TABLE_FORMAT = 2
+READABLE_FORMATS = (FORMAT, FLOAT16_TABLE_FORMAT)
 
 
 class FileEntry(msgspec.Struct, frozen=True):
@@ -81,6 +85,19 @@ def decode_manifest(raw: bytes, where: Path | str) -> Manifest:
         manifest = msgspec.json.decode(raw, type=Manifest)
     except msgspec.DecodeError as exc:
         raise ManifestError(f"{where} is not a bundle manifest ({exc}); re-export the bundle") from None
-    if manifest.format != FORMAT:
-        raise ManifestError(f"{where} has manifest format {manifest.format}, this version reads {FORMAT}")
+    if manifest.format not in READABLE_FORMATS:
+        raise ManifestError(
+            f"{where} has manifest format {manifest.format}, this version reads formats {READABLE_FORMATS}; "
+            "upgrade interest-stream to serve it"
+        )
+    if manifest.format != format_for(manifest.item_table.dtype):
+        raise ManifestError(
+            f"{where}: a {manifest.item_table.dtype} item table needs manifest format "
+            f"{format_for(manifest.item_table.dtype)}, not {manifest.format}; re-export the bundle"
+        )
     return manifest
+
+
+def format_for(item_dtype: ItemDtype) -> int:
+    """The manifest format of a bundle whose item table is stored as ``item_dtype``."""
+    return FLOAT16_TABLE_FORMAT if item_dtype == "float16" else FORMAT

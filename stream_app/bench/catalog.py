@@ -28,7 +28,7 @@ from stream_app.settings import Settings
 def grown_registry(settings: Settings, registry: Path, items: int, work_dir: Path) -> Path:
     from export.integrity import file_entry, sign_bundle
     from export.item_table import load_item_table, save_item_table
-    from export.manifest import MANIFEST, encode_manifest
+    from export.manifest import MANIFEST, encode_manifest, format_for
     from export.registry import Registry
 
     source = Registry(registry)
@@ -56,6 +56,7 @@ def grown_registry(settings: Settings, registry: Path, items: int, work_dir: Pat
         files.append(table.popularity)
     manifest = msgspec.structs.replace(
         manifest,
+        format=format_for(dtype),
         item_table=msgspec.structs.replace(table, count=items, dtype=dtype),
         files={**manifest.files, **{name: file_entry(bundle / name) for name in files}},
     )

@@ -91,13 +91,15 @@ def test_a_float16_item_table_is_half_the_bytes_and_served_as_float32(
     import numpy as np
 
     from export.exceptions import ManifestError
-    from export.item_table import FLOAT16_ITEMS_FROM, stored_dtype
+    from export.item_table import FLOAT16_ITEMS_FROM, save_item_table, stored_dtype
     from export.runtime import load_runtime
 
     assert stored_dtype(FLOAT16_ITEMS_FROM - 1) == "float32" and stored_dtype(FLOAT16_ITEMS_FROM) == "float16"
     assert stored_dtype(10, "float16") == "float16" and stored_dtype(10**7, "float32") == "float32"
+    with pytest.raises(ExportError, match="values that float16 cannot"):  # past 65,504: infinite
+        save_item_table(tmp_path / "big.npy", np.full((2, 3), 1e5, dtype=np.float32), "float16")
     manifest = export_bundle(tiny_checkpoint, tmp_path / "half", item_precision="float16")
-    assert manifest.item_table.dtype == "float16"
+    assert manifest.item_table.dtype == "float16" and manifest.format == 2  # workers before float16 refuse it
     assert verify_bundle(tmp_path / "half").item_table.dtype == "float16"
     full = load_runtime(tiny_bundle).item_matrix
     half = load_runtime(tmp_path / "half").item_matrix

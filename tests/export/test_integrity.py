@@ -109,6 +109,21 @@ def test_missing_or_broken_manifest_is_refused(bundle_copy: Path, tmp_path: Path
         verify_bundle(bundle_copy)
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m.update(format=3), r"manifest format 3, this version reads formats \(1, 2\); upgrade"),
+        # a float16 table says so in the format, which older workers refuse with that message
+        (lambda m: m["item_table"].update(dtype="float16"), r"float16 item table needs manifest format 2, not 1"),
+        (lambda m: m.update(format=2), r"float32 item table needs manifest format 1, not 2"),
+    ],
+)
+def test_manifest_format_and_item_table_dtype_must_agree(bundle_copy: Path, change, message: str) -> None:
+    edit_manifest(bundle_copy, change)
+    with pytest.raises(ManifestError, match=message):
+        verify_bundle(bundle_copy)
+
+
 def test_signature_checks(bundle_copy: Path) -> None:
     with pytest.raises(SignatureError, match="unsigned"):
         verify_bundle(bundle_copy, KEY)
