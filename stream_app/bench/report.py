@@ -119,8 +119,7 @@ def e2e_markdown(report: dict[str, Any]) -> str:
         parts.append(
             f"Throughput: **{report['items_throughput_share']:.0%}** of that on the bundle's own catalog. Prepared "
             f"before the workers started: bundle loaded in {catalog['bundle_load_s']:.1f} s (item table "
-            f"{catalog.get('item_table_mb', float('nan')):,.0f} MB, {catalog.get('item_table_dtype', 'float32')}), "
-            "index built in "
+            f"{catalog['item_table_mb']:,.0f} MB, {catalog['item_table_dtype']}), index built in "
             f"{catalog['index_build_s']:.1f} s ({'approximate search' if catalog['approximate'] else 'exact search'}); "
             f"the timed worker's search graph: {_graph(catalog['worker'])}."
         )

@@ -113,10 +113,6 @@ def runtime_loader(settings: Settings):
 GC_THRESHOLDS = (20_000, 50, 100)
 
 
-def _collect_less_often() -> None:
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
 def _freeze_long_lived() -> None:
     """Move every object alive now (Faust's, the model's, the item index) out of the cyclic garbage
     collector's view. Its full collections walked them again and again: 12 % of a worker's CPU in a
@@ -235,7 +231,7 @@ class WorkerEngine:
         from export.registry import Registry
 
         self._limit_threads()
-        _collect_less_often()
+        gc.set_threshold(*GC_THRESHOLDS)
         root = Path(self.settings.registry_dir)
         load = self._indexes.loader(runtime_loader(self.settings))
         registry, poll_s = Registry(root), self.settings.model_poll_s
@@ -316,7 +312,7 @@ class WorkerEngine:
             self._trending_loaded.add(partition)
         self.ready = True
 
-    def state_for_query(self, user_id: str, partition: int) -> UserState | object | None:
+    def state_for_query(self, user_id: str, partition: int) -> UserState | None:
         """The user's last computed state (the cache, else the local store; for a user of the batch being
         computed, its state before that batch); None when it has none, or an unreadable one (which its next
         event replaces)."""

@@ -102,7 +102,6 @@ class StateCache:
         """Users whose states are gone from the table (expired)."""
         for user_id in user_ids:
             self._written.pop(user_id, None)
-            self._before.pop(user_id, None)
 
     @locked
     def drop_partitions(self, partitions: Iterable[int]) -> None:

@@ -11,9 +11,10 @@ need none of a view's class dispatch, and the same handler behind a Faust page c
 506-576 us of worker CPU a query and p50 1.15-1.43 ms here, 559-599 us and 1.47-1.75 ms through the
 view). They run on the worker's event loop and only read (``query``), while micro-batches of events
 are computed in the engine's batch thread; a user of the batch being computed is answered from its
-state before that batch (its last computed state, ``state_cache``). Recommendation
-requests wait for the loop's next turn and are answered together (``query.recommendations_batch``:
-one product over the item index for all of them): one query alone spent most of its time in its own pass over the index.
+state before that batch (its last computed state, ``state_cache``). Recommendation requests wait
+for the loop's next turn and are answered together (``query.recommendations_batch``: one product
+over the item index for all of them): one query alone spent most of its time in its own pass over
+the index.
 
 A user belongs to the partition that murmur2 of its id picks (``routing.partition_of``: where
 producers put its events and the worker keeps its state). The worker owning that partition answers
