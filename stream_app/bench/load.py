@@ -154,7 +154,10 @@ def drive(
         while time.monotonic() - last_progress < idle_timeout:
             if answered >= (n if thread.is_alive() else int(np.isfinite(timings.sent_at).sum())):
                 break
-            batch = consumer.consume(2000, 0.05)
+            # consume(n, timeout) holds what arrived until n records or the timeout, which timed every
+            # output up to 50 ms late; poll wakes on the first record and consume(n, 0) takes the rest queued
+            first = consumer.poll(0.05)
+            batch = [first, *consumer.consume(2000, 0)] if first is not None else []
             now = time.time()
             for msg in batch:
                 if msg.error() is not None or msg.value() is None or msg.timestamp()[1] < started_ms:
