@@ -111,8 +111,9 @@ class Settings(BaseSettings):
     worker_batch_ms: int = Field(
         20,
         ge=1,
-        description="Longest wait (ms) for a micro-batch to fill; below full load every batch waits this long, so "
-        "it adds to latency (p50 268 -> 133 ms for 50 -> 20 at 2,000 events/s on 2 cores).",
+        description="Longest wait (ms) for a micro-batch to fill. Below full load every batch waits this long; a "
+        "shorter wait makes more, smaller batches, each written with its own broker round trips. Produce -> "
+        "recommendation p99 at 1,000 events/s on 2 cores: 125 / 101 / 86 / 70 / 99 ms for 1 / 5 / 10 / 20 / 40.",
     )
     worker_fetch_max_wait_ms: int = Field(
         20,
