@@ -24,9 +24,17 @@ from typing import Any
 
 import faust
 from faust.types import TP
+from rocksdict import WriteOptions
 
 from stream_app.worker.outputs import ChangelogProducer
 from stream_app.worker.pipeline import StateWrite
+
+# A store's durable copy is its changelog: Faust restores a store from the changelog offset it persisted
+# in that store. Writes skip RocksDB's write-ahead log, as Kafka Streams' stores do, so a crash loses
+# the unflushed states together with their offset and recovery reads them back from the changelog.
+# The log made a put of a user state ten times dearer (28 KB: 34 us against 5; 8 KB: 12.5 against 1.2).
+NO_WAL = WriteOptions()
+NO_WAL.disable_wal = True
 
 USER_TO_STATE = "user_to_state"
 PARTITION_TO_TRENDING = "partition_to_trending"
@@ -67,8 +75,12 @@ async def write_through(
 ) -> None:
     """``(partition, key, value or None: delete)`` into the local stores and the changelog; returns once
     the changelog has them all."""
+    stores: dict[int, Any] = {}
     for partition, key, value in records:
-        store = local_store(table, partition)
+        store = stores.get(partition)
+        if store is None:
+            store = stores[partition] = local_store(table, partition)
+            store.set_write_options(NO_WAL)  # Faust's persisted offset, written next, goes the same way
         if value is None:
             store.delete(key)
         else:
