@@ -11,6 +11,7 @@ import faust
 
 from stream_app.exceptions import EXIT_WORKER_FAILED
 from stream_app.settings import Settings
+from stream_app.worker.batching import double_buffered_batches
 from stream_app.worker.engine import TRENDING_PERSIST_S, WorkerEngine, sweep_interval_s
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ def define_agents(
             _exit("the worker could not start")
         try:
             # noack: the engine acks a batch's events once its outputs and states are written
-            async for batch in stream.noack_take(settings.worker_batch_size, within=settings.worker_batch_ms / 1000):
+            batches = double_buffered_batches(stream, settings.worker_batch_size, settings.worker_batch_ms / 1000)
+            async for batch in batches:
                 try:
                     await engine.handle(batch, stream.ack)
                 except Exception:
