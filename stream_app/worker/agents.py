@@ -81,6 +81,11 @@ def define_agents(
     @states.on_recover
     async def answer_queries() -> None:
         engine.recovered()
+        if engine.started:
+            try:
+                await engine.persist_trending()
+            except Exception as exc:
+                log.warning("trending counts not stored after recovery: %r", exc)
 
     @app.timer(TRENDING_PERSIST_S)
     async def store_trending() -> None:

@@ -29,7 +29,7 @@ import os
 import socket
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -299,7 +299,11 @@ class WorkerEngine:
 
     def recovered(self) -> None:
         """The owned partitions' tables are restored: load the trending counts of partitions new to this
-        worker, and answer queries."""
+        worker, and answer queries. Every owned partition's counts are due to be stored (``persist_trending``
+        next, before events flow): the first trending records written after a fresh start, 5 s into the
+        stream, held up Faust's consumer for about 100 ms (e2e at 1,000 events/s: no output for 110-120 ms,
+        in every run); written before the stream, they are not."""
+        self.trending.changed.update(self.owned)
         for partition in sorted(self.owned - self._trending_loaded):
             raw = local_store(self._trending_table, partition).get(TRENDING_KEY)
             if raw is not None:
@@ -329,15 +333,18 @@ class WorkerEngine:
             return None
 
     async def persist_trending(self) -> None:
-        """Store the trending counts of every owned partition counted since they were last stored."""
+        """Store the trending counts of every owned partition counted since they were last stored. The
+        counts are taken between batches and written after the writes of the batches counted, while the
+        next batches are computed: no batch waits for that write (up to 53 ms at 1,000 events/s), nor
+        for the earlier batches' writes it follows."""
         async with self._lock:
-            await self.settle()
             changed = sorted(self.trending.changed & self.owned & self._trending_loaded)
             if not changed:
                 return
             records = [(p, TRENDING_KEY, self.trending.snapshot(p)) for p in changed]
             self.trending.changed.difference_update(changed)
-            await write_through(self._trending_table, self._changelog, records)
+            written = self._after_writes(write_through(self._trending_table, self._changelog, records))
+        await asyncio.shield(written)
 
     async def expire_inactive(self, now_ms: int | None = None) -> int:
         """Delete (a tombstone through the changelog) the states whose last event was applied more than
@@ -536,9 +543,28 @@ class WorkerEngine:
         if len(writes) >= WRITES_IN_FLIGHT:
             await asyncio.shield(writes.popleft())
         self._producer.send_outputs(result.outputs)
-        previous = writes[-1] if writes else None
-        writes.append(asyncio.ensure_future(self._write(previous, result, states, events, (held, generation), ack)))
+        self._after_writes(self._write(result, states, events, (held, generation), ack))
         return result
+
+    def _after_writes(self, write: Coroutine[Any, Any, None]) -> asyncio.Future:
+        """Run ``write`` once the writes started before it are done (the changelog's one-record tails
+        need its writes one at a time); a failed write fails every later one."""
+        previous = self._writes[-1] if self._writes else None
+
+        async def in_turn() -> None:
+            if previous is not None:
+                try:
+                    await asyncio.shield(previous)
+                except BaseException as exc:
+                    write.close()  # never run: nothing after a failed write is acked
+                    if isinstance(exc, Exception):
+                        self.on_write_failure()
+                    raise
+            await write
+
+        future = asyncio.ensure_future(in_turn())
+        self._writes.append(future)
+        return future
 
     async def settle(self) -> None:
         """Until the writes of every batch so far are done (and their events acked)."""
@@ -549,7 +575,6 @@ class WorkerEngine:
 
     async def _write(
         self,
-        previous: asyncio.Future | None,
         result: BatchResult,
         states: BatchStates,
         events: list[faust.types.EventT],
@@ -557,8 +582,6 @@ class WorkerEngine:
         ack: Callable[[Any], Awaitable[Any]],
     ) -> None:
         try:
-            if previous is not None:
-                await asyncio.shield(previous)  # its failure is this write's too: nothing after it is acked
             t0 = time.perf_counter()
             await self._producer.flush()
             t1 = time.perf_counter()
