@@ -335,8 +335,8 @@ class WorkerEngine:
     async def persist_trending(self) -> None:
         """Store the trending counts of every owned partition counted since they were last stored. The
         counts are taken between batches and written after the writes of the batches counted, while the
-        next batches are computed: no batch waits for that write (up to 53 ms at 1,000 events/s), nor
-        for the earlier batches' writes it follows."""
+        next batches are computed: no batch waits for that write or the earlier writes it follows
+        (together up to 53 ms at 1,000 events/s)."""
         async with self._lock:
             changed = sorted(self.trending.changed & self.owned & self._trending_loaded)
             if not changed:
