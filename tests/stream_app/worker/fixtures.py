@@ -139,8 +139,8 @@ def final_states(
             return states
 
 
-def changelog_topic(settings: Settings) -> str:
-    return tables.changelog_topic(app_id(settings))
+def changelog_topic(settings: Settings, table: str = tables.USER_TO_STATE) -> str:
+    return tables.changelog_topic(app_id(settings), table)
 
 
 def make_events(

@@ -13,10 +13,12 @@ import pytest
 
 from stream_app.bench.cluster import scrape
 from stream_app.broker import free_port
+from stream_app.cli.worker_process import READY_LINE
 from stream_app.contracts import DeadLetter, Event, InterestVector, OnlineMetrics, Recommendation
 from stream_app.worker.decode import RAW_LIMIT, RawRecord
 from stream_app.worker.pipeline import PipelineConfig
 from stream_app.worker.state_codec import decode_state
+from stream_app.worker.tables import PARTITION_TO_TRENDING
 from tests.stream_app.worker.fixtures import (
     InProcessRun,
     WorkerProcess,
@@ -46,6 +48,12 @@ def test_every_event_gives_one_vector_and_one_recommendation_equal_to_the_stepwi
     removed = runtime.item_ids[3]
     online = {"ISTREAM_ONLINE_WINDOW_S": "1"}
     with WorkerProcess(settings, registry, tmp_path / "state", tmp_path / "worker.log", env=online) as worker:
+        # before any event, each owned partition's (empty) trending counts are stored: a first trending
+        # write later, mid-stream, held up the consumer (engine.recovered)
+        worker.wait_for(READY_LINE)
+        trending = read_topic(settings, changelog_topic(settings, PARTITION_TO_TRENDING), expect=settings.partitions,
+                              timeout=30, idle=0)  # fmt: skip
+        assert {m.partition() for m in trending} == set(range(settings.partitions))
         # the catalog: a new item (embedded from its text) and a tombstone for a bundle item
         produce(settings, topics["items"], [(b"fresh-item", b'{"item_id":"fresh-item","text":"a brand new synth"}')])
         produce(settings, topics["items"], [(removed.encode(), None)])
