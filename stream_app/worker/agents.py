@@ -32,6 +32,13 @@ def define_agents(
 
     engine.on_write_failure = lambda: _exit("writing a batch failed; exiting without committing it")
 
+    async def store_trending_or_warn(when: str) -> None:
+        """Store the trending counts where a failure only loses counts (the timer exits on one instead)."""
+        try:
+            await engine.persist_trending()
+        except Exception as exc:
+            log.warning("trending counts not stored %s: %r", when, exc)
+
     @app.agent(events, name="update_user_interest")
     async def update_user_interest(stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
@@ -58,20 +65,14 @@ def define_agents(
                 await engine.settle()  # the last batch's writes, before the producers close
                 if engine.started:
                     engine.publish_online(engine.online.close())  # the open window's counts
-                    try:
-                        await engine.persist_trending()  # a restarted worker goes on from these counts
-                    except Exception as exc:
-                        log.warning("trending counts not stored at stop (the last %.0f s are lost): %r",
-                                    TRENDING_PERSIST_S, exc)  # fmt: skip
+                    # a restarted worker goes on from these counts
+                    await store_trending_or_warn(f"at stop (the last {TRENDING_PERSIST_S:.0f} s are lost)")
             engine.stop()
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set, **kwargs) -> None:
         if engine.started and engine.ready:
-            try:
-                await engine.persist_trending()  # the partitions' next owner starts from these counts
-            except Exception as exc:
-                log.warning("trending counts not stored at a rebalance: %r", exc)
+            await store_trending_or_warn("at a rebalance")  # the partitions' next owner starts from these counts
         engine.revoked(revoked)
 
     @app.on_partitions_assigned.connect
@@ -82,10 +83,7 @@ def define_agents(
     async def answer_queries() -> None:
         engine.recovered()
         if engine.started:
-            try:
-                await engine.persist_trending()
-            except Exception as exc:
-                log.warning("trending counts not stored after recovery: %r", exc)
+            await store_trending_or_warn("after recovery")
 
     @app.timer(TRENDING_PERSIST_S)
     async def store_trending() -> None:
