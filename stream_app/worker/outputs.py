@@ -31,14 +31,22 @@ class OutputError(InterestStreamError):
 
 class BatchProducer:
     """A librdkafka producer whose ``flush`` awaits every record sent so far and reports the
-    newest delivered offset of each (topic, partition)."""
+    newest delivered offset of each (topic, partition); with ``offsets=False`` it reports none, and
+    librdkafka reports only failed deliveries: a report is a call into Python per record, on the
+    event loop, that the output records (two an event) do not need."""
 
-    def __init__(self, kafka_config: dict[str, Any], **overrides: Any) -> None:
+    def __init__(self, kafka_config: dict[str, Any], offsets: bool = True, **overrides: Any) -> None:
         self._errors: list[KafkaError] = []
         self._offsets: dict[tuple[str, int], int] = {}
         # the client's settings: acks from all replicas, ordered retries, Java's partitioner, lz4
         self._producer = Producer(
-            {**kafka_config, **PRODUCER_DEFAULTS, "queue.buffering.max.messages": 1_000_000, **overrides}
+            {
+                **kafka_config,
+                **PRODUCER_DEFAULTS,
+                "queue.buffering.max.messages": 1_000_000,
+                "delivery.report.only.error": not offsets,
+                **overrides,
+            }
         )
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
@@ -76,7 +84,7 @@ class OutputProducer(BatchProducer):
     """Output records by topic kind (``topics.VECTORS`` ...), lz4-compressed batches."""
 
     def __init__(self, kafka_config: dict[str, Any], topic_names: dict[str, str]) -> None:
-        super().__init__(kafka_config, **{"linger.ms": 2})
+        super().__init__(kafka_config, offsets=False, **{"linger.ms": 2})
         self._topics = topic_names
 
     def send_outputs(self, outputs: list[Output]) -> None:
@@ -98,7 +106,8 @@ class ChangelogProducer:
     state before that batch, which is the record before it."""
 
     def __init__(self, kafka_config: dict[str, Any], tail_alone: bool) -> None:
-        self._batched = BatchProducer(kafka_config, **{"linger.ms": 2})
+        # with the tails, every partition's newest offset is its tail's
+        self._batched = BatchProducer(kafka_config, offsets=not tail_alone, **{"linger.ms": 2})
         self._tail = BatchProducer(kafka_config, **{"linger.ms": 0, "batch.num.messages": 1}) if tail_alone else None
 
     async def write(self, topic: str, records: list[tuple[int, bytes, bytes | None]]) -> dict[tuple[str, int], int]:

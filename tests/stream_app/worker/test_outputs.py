@@ -21,9 +21,18 @@ def test_flush_reports_the_newest_offset_of_each_partition(settings, topics) -> 
     producer.close()
 
 
-def test_a_failed_delivery_fails_the_flush(settings, topics) -> None:
-    producer = BatchProducer(settings.kafka_config())
+@pytest.mark.parametrize("offsets", [True, False], ids=["offsets", "errors-only"])
+def test_a_failed_delivery_fails_the_flush(settings, topics, offsets: bool) -> None:
+    producer = BatchProducer(settings.kafka_config(), offsets=offsets)
+    producer.send(topics[kinds.VECTORS], b"u0", b"{}", partition=0)
     producer.send(topics[kinds.VECTORS], b"u1", b"{}", partition=settings.partitions + 5)  # no such partition
     with pytest.raises(OutputError, match="1 records were not delivered"):
         asyncio.run(producer.flush())
+    producer.close()
+
+
+def test_without_offsets_a_flush_reports_none(settings, topics) -> None:
+    producer = BatchProducer(settings.kafka_config(), offsets=False)
+    producer.send(topics[kinds.VECTORS], b"u1", b"{}", partition=0)
+    assert asyncio.run(producer.flush()) == {}
     producer.close()
