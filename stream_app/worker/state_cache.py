@@ -66,7 +66,7 @@ class StateCache:
         in place, so ``peek`` answers snapshots of them until then; a user the cache does not hold is read
         from the table, which nothing writes before the batch is held."""
         before = {}
-        for user_id in user_ids:
+        for user_id in set(user_ids):  # a user's events in the batch: one snapshot
             entry = self._held.get(user_id) or self._written.get(user_id)
             if entry is not None:
                 before[user_id] = (entry[0], None if entry[1] is None else entry[1].snapshot())

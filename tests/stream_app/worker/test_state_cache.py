@@ -3,6 +3,8 @@ from it gives exactly what the same batch gives from the stored bytes."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import msgspec
 import numpy as np
 
@@ -11,7 +13,15 @@ from stream_app.contracts import Event, InterestVector, Recommendation
 from stream_app.worker.event_time import EventTimePolicy
 from stream_app.worker.pipeline import PipelineConfig
 from stream_app.worker.state_cache import NOT_CACHED, StateCache
-from stream_app.worker.state_codec import UserState, decode_state, encode_state
+from stream_app.worker.state_codec import (
+    RecentEvent,
+    Served,
+    ShadowColumns,
+    UserState,
+    decode_state,
+    encode_state,
+    id_array,
+)
 from tests.stream_app.worker.fixtures import InProcessRun, make_events
 
 CONFIG = PipelineConfig(
@@ -58,6 +68,25 @@ def test_queries_read_the_users_of_the_batch_being_computed_as_they_were_before_
     cache.hold([("a", 0, after)])
     cache.computing(())
     assert cache.peek("a") is after
+
+
+def test_a_snapshot_has_every_field_a_reader_sees_and_shares_no_list_a_step_changes():
+    state = UserState(
+        "v1", np.arange(4, dtype=np.float32), 5, 7, ["i1"], [RecentEvent("e1", "i1", 1, -1.0, 0.5)],
+        last_offset=11, forgotten_at=3, id_floor_ts=2, id_hashes=id_array("Q", [9]), id_ts=id_array("q", [5]),
+        active_at=13, history_ts=4, vectors=np.ones((3, 2), dtype=np.float32), served=Served("v1", True, ["i2"]),
+        shadow=ShadowColumns("v2", np.zeros(2, dtype=np.float32)), item_rows=object(),
+    )  # fmt: skip
+    copy = state.snapshot()
+    left_out = {"served", "shadow", "item_rows"}
+    for f in dataclasses.fields(UserState):
+        mine, theirs = getattr(copy, f.name), getattr(state, f.name)
+        if f.name in left_out:
+            assert mine is None, f.name
+        elif isinstance(theirs, (list, type(state.id_hashes))):
+            assert mine == theirs and mine is not theirs, f.name
+        else:
+            assert mine is theirs, f.name  # arrays a step replaces, never changes: shared
 
 
 def test_a_held_batch_is_read_before_it_is_written_deletions_included():
