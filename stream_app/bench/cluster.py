@@ -115,7 +115,9 @@ class Workers:
 
 class ProcessSampler:
     """CPU seconds (all, and in the kernel) and peak RSS of some processes (and their children),
-    RSS sampled every ``every`` s."""
+    RSS sampled every ``every`` s; and the CPU seconds of their main threads and of the busiest of their
+    other threads, summed over the processes (a worker's event loop and its batch thread: which of the
+    two is saturated, and how far one process gets past one core)."""
 
     def __init__(self, pids: list[int], every: float = 0.1) -> None:
         self._procs = [psutil.Process(pid) for pid in pids]
@@ -123,10 +125,15 @@ class ProcessSampler:
         self._stop = threading.Event()
         self.peak_rss = 0
         self._cpu0, self._system0 = self._cpu()
+        self._threads0 = self._thread_cpu()
+        self._machine0 = psutil.cpu_times()
         self._t0 = time.monotonic()
         self.cpu_seconds = 0.0
         self.system_seconds = 0.0
         self.wall_seconds = 0.0
+        self.main_thread_seconds = 0.0
+        self.busiest_other_thread_seconds = 0.0
+        self.machine_busy_seconds = 0.0  # every process of the machine: the broker and the load too
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _cpu(self) -> tuple[float, float]:
@@ -138,6 +145,15 @@ class ProcessSampler:
                 user += t.user + t.children_user
                 system += t.system + t.children_system
         return user + system, system
+
+    def _thread_cpu(self) -> dict[tuple[int, int], float]:
+        """CPU seconds so far of each (pid, thread id)."""
+        seconds = {}
+        for p in self._procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for t in p.threads():
+                    seconds[(p.pid, t.id)] = t.user_time + t.system_time
+        return seconds
 
     def _sample_rss(self) -> None:
         rss = 0
@@ -161,3 +177,16 @@ class ProcessSampler:
         cpu, system = self._cpu()
         self.cpu_seconds, self.system_seconds = cpu - self._cpu0, system - self._system0
         self.wall_seconds = time.monotonic() - self._t0
+        busiest: dict[int, float] = {}
+        for (pid, tid), seconds in self._thread_cpu().items():
+            used = seconds - self._threads0.get((pid, tid), 0.0)
+            if tid == pid:
+                self.main_thread_seconds += used
+            else:
+                busiest[pid] = max(busiest.get(pid, 0.0), used)
+        self.busiest_other_thread_seconds = sum(busiest.values())
+        machine = psutil.cpu_times()
+        idle = (machine.idle + machine.iowait) - (self._machine0.idle + self._machine0.iowait)
+        guest = getattr(machine, "guest", 0.0) + getattr(machine, "guest_nice", 0.0)  # counted in user too
+        guest -= getattr(self._machine0, "guest", 0.0) + getattr(self._machine0, "guest_nice", 0.0)
+        self.machine_busy_seconds = sum(machine) - sum(self._machine0) - idle - guest

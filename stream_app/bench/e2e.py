@@ -170,6 +170,9 @@ def pipeline_figures(t: Timings, sampler: ProcessSampler) -> dict[str, Any]:
         "worker_cpu_us_per_event": 1e6 * sampler.cpu_seconds / max(1, answered),
         # kernel time: page faults, socket and RocksDB I/O system calls
         "worker_system_cpu_share": sampler.system_seconds / max(sampler.cpu_seconds, 1e-9),
+        "worker_main_thread_cores": sampler.main_thread_seconds / sampler.wall_seconds,
+        "worker_busiest_other_thread_cores": sampler.busiest_other_thread_seconds / sampler.wall_seconds,
+        "machine_busy_cores": sampler.machine_busy_seconds / sampler.wall_seconds,
         "worker_peak_rss_mb": sampler.peak_rss / 2**20,
         "notes": t.notes,
     }

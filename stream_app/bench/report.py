@@ -45,6 +45,9 @@ def pipeline_rows(figures: dict[str, Any]) -> list[tuple[str, Any]]:
         ("worker CPU (cores)", figures["worker_cpu_cores"]),
         ("worker CPU per event (us)", figures["worker_cpu_us_per_event"]),
         ("worker CPU in the kernel (share)", figures["worker_system_cpu_share"]),
+        ("worker main thread (event loop) CPU (cores)", figures["worker_main_thread_cores"]),
+        ("worker's busiest other thread CPU (cores)", figures["worker_busiest_other_thread_cores"]),
+        ("machine CPU busy, every process (cores)", figures["machine_busy_cores"]),
         ("worker peak RSS (MB)", figures["worker_peak_rss_mb"]),
     ]
     if "dead_letters" in figures:

@@ -67,6 +67,10 @@ def test_e2e_answers_every_event_and_compares_with_the_naive_and_relay_reference
         pipeline["sustained_events_per_s"] / relay["sustained_events_per_s"]
     )
     assert pipeline["dead_letters"] == 0 and pipeline["worker_exit_codes"] == [0]
+    for figures in (pipeline, relay):  # the worker's threads are part of it, the machine holds it (ticks: 10 ms)
+        threads = figures["worker_main_thread_cores"] + figures["worker_busiest_other_thread_cores"]
+        assert figures["worker_main_thread_cores"] > 0 and threads <= figures["worker_cpu_cores"] + 0.05
+        assert figures["worker_cpu_cores"] - 0.05 <= figures["machine_busy_cores"] <= report["context"]["cpu_count"]
     assert 1 <= pipeline["events_per_batch"] <= Settings().worker_batch_size  # from the worker's batch histogram
     assert naive["worker_exit_codes"] == [0]
     assert 40 < report["context"]["comments"] < 80 and report["encoder"]["comments_per_s"] > 0
