@@ -15,14 +15,11 @@ produced event and its outputs at a steady 500 events/s (``istream bench swap``)
 
 from __future__ import annotations
 
-import asyncio
 import ssl
-from collections.abc import Coroutine, Generator
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as driver
-from mode.services import WaitResults
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
@@ -82,62 +79,9 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         return consumer
 
 
-class _Resumed:
-    """An awaitable that goes on with a coroutine that was stepped once and is waiting for ``pending``."""
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
-        self._coro, self._pending = coro, pending
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, pending = self._coro, self._pending
-        while True:
-            try:
-                yield pending
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # a cancellation: into the coroutine, as ``await`` would
-                step = coro.throw
-                arg: Any = exc
-            else:
-                step, arg = coro.send, None
-            try:
-                pending = step(arg)
-            except StopIteration as done:
-                return done.value
-
-
 class _Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
-        """mode's ``wait_first``, without its four tasks and ``asyncio.wait`` when the first coroutine
-        finishes without waiting. Faust's consumer hands every fetched record to the streams as
-        ``wait_first(deliver(record), suspend_flow.wait())``, so that a rebalance can abandon a delivery
-        stuck on a full stream buffer; that machinery was 14 % of the worker's GIL-holding samples at full
-        load (py-spy ``--gil``). A delivery that finishes at its first step is what mode's tasks do too:
-        the delivery's task runs first and completes, whatever the others do. One that waits goes on
-        in mode's race, from where it waits. The relay reference (Faust and the broker, no work) went
-        from 16,780 to 22,394 events/s with it, at 39 us of CPU per event instead of 64 (one run each)."""
-        first = coros[0] if coros else None
-        if timeout is not None or not asyncio.iscoroutine(first):
-            return await super().wait_first(*coros, timeout=timeout)
-        others = coros[1:]
-        try:
-            pending = first.send(None)
-        except BaseException as exc:
-            for other in others:
-                if asyncio.iscoroutine(other):
-                    other.close()  # never started: no "never awaited" warning
-            if isinstance(exc, StopIteration):
-                # one turn of the loop per record, as mode's race gave: without it Faust's loop yields only
-                # every 100 records, and the relay reference fell from 16,780 to 9,046-12,288 events/s at
-                # half a core, its agent starved (one run each, istream bench e2e --compare-relay)
-                await asyncio.sleep(0)
-                return WaitResults([first], [exc.value], False)
-            raise
-        return await super().wait_first(_Resumed(first, pending), *others)
 
 
 class _Transport(driver.Transport):
