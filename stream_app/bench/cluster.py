@@ -113,6 +113,14 @@ class Workers:
         self.stop()
 
 
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot, every core and process."""
+    times = psutil.cpu_times()
+    # guest time is counted in user time too; iowait and guest are Linux-only fields
+    waiting = sum(getattr(times, name, 0.0) for name in ("idle", "iowait", "guest", "guest_nice"))
+    return sum(times) - waiting
+
+
 class ProcessSampler:
     """CPU seconds (all, and in the kernel) and peak RSS of some processes (and their children),
     RSS sampled every ``every`` s; and the CPU seconds of their main threads and of the busiest of their
@@ -126,7 +134,7 @@ class ProcessSampler:
         self.peak_rss = 0
         self._cpu0, self._system0 = self._cpu()
         self._threads0 = self._thread_cpu()
-        self._machine0 = psutil.cpu_times()
+        self._machine0 = _busy_seconds()
         self._t0 = time.monotonic()
         self.cpu_seconds = 0.0
         self.system_seconds = 0.0
@@ -185,8 +193,4 @@ class ProcessSampler:
             else:
                 busiest[pid] = max(busiest.get(pid, 0.0), used)
         self.busiest_other_thread_seconds = sum(busiest.values())
-        machine = psutil.cpu_times()
-        idle = (machine.idle + machine.iowait) - (self._machine0.idle + self._machine0.iowait)
-        guest = getattr(machine, "guest", 0.0) + getattr(machine, "guest_nice", 0.0)  # counted in user too
-        guest -= getattr(self._machine0, "guest", 0.0) + getattr(self._machine0, "guest_nice", 0.0)
-        self.machine_busy_seconds = sum(machine) - sum(self._machine0) - idle - guest
+        self.machine_busy_seconds = _busy_seconds() - self._machine0
